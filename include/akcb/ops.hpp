@@ -1,0 +1,74 @@
+#pragma once
+/// \file ops.hpp
+/// The only seam between the header-only cache and compiled code. Each op validates its
+/// inputs (shapes, dtypes, devices), then routes by device: CUDA tensors to akcb::cuda::
+/// (kernels/, compiled when AKCB_WITH_CUDA), CPU tensors to the akcb::cpu:: reference, which is
+/// always built and is the oracle of the CUDA tests.
+///
+/// Quantization (ALGORITHM.md "states"): one fp32 scale per token row (per (batch, KV head,
+/// token) for cache blocks): scale = absmax(row) / qmax, qmax = 448 (fp8 e4m3fn) or 127 (int8);
+/// q = saturate(round(x / scale)); x' = q * scale. An all-zero row has scale 0 and dequantizes to
+/// zeros. Values are clamped to ±qmax before conversion, so no NaN or inf is ever produced from
+/// finite input.
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+#include <akcb/cache/cache_config.hpp>
+
+namespace akcb::ops {
+
+/// Largest representable magnitude of a QuantDtype (448 for fp8 e4m3fn, 127 for int8).
+constexpr float quant_max(QuantDtype q) { return q == QuantDtype::kInt8 ? 127.0f : 448.0f; }
+
+/// Tokens quantized per row.
+struct QuantizedTokens {
+  at::Tensor data;   // [..., D] float8_e4m3fn | int8, same device as the input
+  at::Tensor scale;  // [...] fp32, absmax / qmax per row
+};
+
+/// Per-token (per-row) absmax quantization.
+/// \param x  [..., D] fp32|bf16|fp16, cpu|cuda; any strides
+/// \param q  target storage
+/// \returns  data [..., D] (contiguous) and scale [...] fp32
+/// \throws c10::Error on an unsupported dtype or a 0-dim input.
+/// Complexity O(numel); no host sync.
+QuantizedTokens quantize_per_token(at::Tensor const& x, QuantDtype q);
+
+/// Inverse of quantize_per_token: out[..., d] = data[..., d] * scale[...], cast to `out_dtype`.
+/// \param data   [..., D] float8_e4m3fn|int8
+/// \param scale  [...] fp32
+/// \param out_dtype fp32|bf16|fp16
+/// \throws c10::Error on mismatched shapes, dtypes or devices.
+at::Tensor dequantize_per_token(at::Tensor const& data, at::Tensor const& scale, c10::ScalarType out_dtype);
+
+/// Demotion/append in one pass: gathers token rows of `src` by `index`, quantizes each row with
+/// its own scale and writes them to slots [offset, offset + M) of `dst` / `dst_scale`.
+/// Entries of `index` equal to -1 write an all-zero row with scale 0 (a hole).
+/// \param src       [B, H_kv, T_src, D] fp32|bf16|fp16 (token rows contiguous in D)
+/// \param index     [B, H_kv, M] int64, values in [-1, T_src)
+/// \param dst       [B, H_kv, T_max, D] float8_e4m3fn|int8, contiguous
+/// \param dst_scale [B, H_kv, T_max] fp32, contiguous
+/// \param offset    first destination slot; offset + M <= T_max
+/// \throws c10::Error on mismatched shapes/dtypes/devices, an index out of range, or overflow.
+/// \note synchronizes on CUDA only to validate `index` bounds when `check_index` is true.
+void quantize_gather_into_(at::Tensor const& src, at::Tensor const& index, at::Tensor& dst,
+                           at::Tensor& dst_scale, int64_t offset, bool check_index = true);
+
+/// In-place compaction along the token dimension (dim 2):
+///   x[b, h, i, ...] = x[b, h, index[b, h, i], ...]   for i < K,
+/// with rows whose index is -1 zero-filled. Within each (b, h) the valid indices must be
+/// strictly increasing and precede the -1 entries, so index[b, h, i] >= i and the move is
+/// safe in place (kept rows only move towards the front; no full-size temporary).
+/// \param x      [B, H_kv, T_max, ...] any dtype, contiguous
+/// \param index  [B, H_kv, K] int64, K <= T_max
+/// \throws c10::Error on mismatched shapes/devices, a non-contiguous x, or (check_index) an
+///         index that is out of range or not strictly increasing.
+/// \note with check_index the CUDA path synchronizes once to read the validation result.
+void compact_tokens_(at::Tensor& x, at::Tensor const& index, bool check_index = true);
+
+/// True when this build of the library contains the CUDA kernels.
+bool cuda_kernels_available();
+
+}  // namespace akcb::ops

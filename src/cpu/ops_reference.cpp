@@ -1,0 +1,51 @@
+// CPU reference implementations of akcb::ops (see include/akcb/ops.hpp for the contracts).
+#include "cpu/ops_cpu.hpp"
+
+#include <ATen/ATen.h>
+
+namespace akcb::cpu {
+
+ops::QuantizedTokens quantize_per_token(at::Tensor const& x, QuantDtype q) {
+  float const qmax = ops::quant_max(q);
+  at::Tensor xf = x.to(at::kFloat);                                  // [..., D]
+  at::Tensor scale = xf.abs().amax(-1) / qmax;                        // [...]
+  // x / scale with scale == 0 (all-zero row, or an absmax that underflows) mapped to 0.
+  at::Tensor safe = at::where(scale > 0, scale, at::ones_like(scale));
+  at::Tensor y = (xf / safe.unsqueeze(-1)).clamp(-qmax, qmax);
+  y = at::where((scale > 0).unsqueeze(-1), y, at::zeros_like(y));
+  scale = at::where(scale > 0, scale, at::zeros_like(scale));
+  at::Tensor data = q == QuantDtype::kInt8 ? y.round().to(at::kChar) : y.to(at::kFloat8_e4m3fn);
+  return {data.contiguous(), scale.contiguous()};
+}
+
+at::Tensor dequantize_per_token(at::Tensor const& data, at::Tensor const& scale, c10::ScalarType out_dtype) {
+  return (data.to(at::kFloat) * scale.unsqueeze(-1)).to(out_dtype);
+}
+
+void quantize_gather_into_(at::Tensor const& src, at::Tensor const& index, at::Tensor& dst, at::Tensor& dst_scale,
+                           int64_t offset) {
+  int64_t const M = index.size(2);
+  if (M == 0) return;
+  QuantDtype const q = dst.scalar_type() == at::kChar ? QuantDtype::kInt8 : QuantDtype::kFp8E4M3;
+  at::Tensor valid = index >= 0;                                      // [B, H, M]
+  at::Tensor idx = index.clamp_min(0);
+  at::Tensor rows = src.gather(2, idx.unsqueeze(-1).expand({-1, -1, -1, src.size(3)}));  // [B, H, M, D]
+  rows = at::where(valid.unsqueeze(-1), rows, at::zeros_like(rows));
+  ops::QuantizedTokens qt = quantize_per_token(rows, q);
+  dst.narrow(2, offset, M).copy_(qt.data);
+  dst_scale.narrow(2, offset, M).copy_(qt.scale);
+}
+
+void compact_tokens_(at::Tensor& x, at::Tensor const& index) {
+  int64_t const K = index.size(2);
+  if (K == 0) return;
+  // Flatten trailing dims so one gather serves data [.., D], scales and positions alike.
+  at::Tensor flat = x.view({x.size(0), x.size(1), x.size(2), -1});   // [B, H, T_max, E]
+  at::Tensor valid = index >= 0;                                      // [B, H, K]
+  at::Tensor idx = index.clamp_min(0).unsqueeze(-1).expand({-1, -1, -1, flat.size(3)});
+  at::Tensor kept = flat.gather(2, idx);                              // [B, H, K, E] (temporary of the kept size)
+  kept.masked_fill_(~valid.unsqueeze(-1), 0);
+  flat.narrow(2, 0, K).copy_(kept);
+}
+
+}  // namespace akcb::cpu

@@ -1,0 +1,146 @@
+// akcb::ops: validate, then route by device (STYLE.md "Device routing").
+#include <akcb/ops.hpp>
+
+#include <ATen/ATen.h>
+
+#include <akcb/shapes.hpp>
+
+#include "cpu/ops_cpu.hpp"
+#ifdef AKCB_WITH_CUDA
+#include "../kernels/ops_cuda.hpp"
+#endif
+
+namespace akcb::ops {
+namespace {
+
+bool is_float_type(c10::ScalarType t) {
+  return t == at::kFloat || t == at::kBFloat16 || t == at::kHalf;
+}
+bool is_quant_type(c10::ScalarType t) { return t == at::kFloat8_e4m3fn || t == at::kChar; }
+
+#define AKCB_REQUIRE_CUDA(what)                                                                    \
+  AKCB_CHECK(false, what, ": got CUDA tensors but this build of akcb has no CUDA kernels "         \
+                          "(configure with -DAKCB_WITH_CUDA=ON)")
+
+void check_same_device(at::Tensor const& a, char const* an, at::Tensor const& b, char const* bn) {
+  AKCB_CHECK(a.device() == b.device(), an, " is on ", a.device(), " but ", bn, " is on ", b.device());
+}
+
+}  // namespace
+
+bool cuda_kernels_available() {
+#ifdef AKCB_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+QuantizedTokens quantize_per_token(at::Tensor const& x, QuantDtype q) {
+  AKCB_CHECK(x.defined() && x.dim() >= 1, "quantize_per_token: x must have at least 1 dimension");
+  AKCB_CHECK(is_float_type(x.scalar_type()), "quantize_per_token: x must be fp32, bf16 or fp16, got ",
+             x.scalar_type());
+  (void)quant_scalar_type(q);  // validates the enum value
+  if (x.is_cuda()) {
+#ifdef AKCB_WITH_CUDA
+    return cuda::quantize_per_token(x, q);
+#else
+    AKCB_REQUIRE_CUDA("quantize_per_token");
+#endif
+  }
+  return cpu::quantize_per_token(x, q);
+}
+
+at::Tensor dequantize_per_token(at::Tensor const& data, at::Tensor const& scale, c10::ScalarType out_dtype) {
+  AKCB_CHECK(data.defined() && data.dim() >= 1, "dequantize_per_token: data must have at least 1 dimension");
+  AKCB_CHECK(is_quant_type(data.scalar_type()), "dequantize_per_token: data must be float8_e4m3fn or int8, got ",
+             data.scalar_type());
+  AKCB_CHECK(scale.scalar_type() == at::kFloat, "dequantize_per_token: scale must be fp32, got ", scale.scalar_type());
+  AKCB_CHECK(scale.sizes() == data.sizes().slice(0, data.dim() - 1), "dequantize_per_token: scale shape ",
+             scale.sizes(), " must equal data shape without its last dim, data is ", data.sizes());
+  AKCB_CHECK(is_float_type(out_dtype), "dequantize_per_token: out_dtype must be fp32, bf16 or fp16, got ", out_dtype);
+  check_same_device(data, "data", scale, "scale");
+  if (data.is_cuda()) {
+#ifdef AKCB_WITH_CUDA
+    return cuda::dequantize_per_token(data, scale, out_dtype);
+#else
+    AKCB_REQUIRE_CUDA("dequantize_per_token");
+#endif
+  }
+  return cpu::dequantize_per_token(data, scale, out_dtype);
+}
+
+void quantize_gather_into_(at::Tensor const& src, at::Tensor const& index, at::Tensor& dst, at::Tensor& dst_scale,
+                           int64_t offset, bool check_index) {
+  ShapeEnv env;
+  env.check(src, {"B", "H_kv", "T_src", "D"}, "src")
+      .check(index, {"B", "H_kv", "M"}, "index")
+      .check(dst, {"B", "H_kv", "T_max", "D"}, "dst")
+      .check(dst_scale, {"B", "H_kv", "T_max"}, "dst_scale");
+  AKCB_CHECK(is_float_type(src.scalar_type()), "quantize_gather_into_: src must be fp32, bf16 or fp16, got ",
+             src.scalar_type());
+  AKCB_CHECK(src.stride(3) == 1, "quantize_gather_into_: src rows must be contiguous in D, strides ", src.strides());
+  AKCB_CHECK(index.scalar_type() == at::kLong, "quantize_gather_into_: index must be int64, got ", index.scalar_type());
+  AKCB_CHECK(is_quant_type(dst.scalar_type()), "quantize_gather_into_: dst must be float8_e4m3fn or int8, got ",
+             dst.scalar_type());
+  AKCB_CHECK(dst_scale.scalar_type() == at::kFloat, "quantize_gather_into_: dst_scale must be fp32, got ",
+             dst_scale.scalar_type());
+  AKCB_CHECK(dst.is_contiguous() && dst_scale.is_contiguous(), "quantize_gather_into_: dst and dst_scale must be contiguous");
+  int64_t const M = env["M"], T_max = env["T_max"];
+  AKCB_CHECK(offset >= 0 && offset + M <= T_max, "quantize_gather_into_: slots [", offset, ", ", offset + M,
+             ") do not fit in T_max = ", T_max);
+  check_same_device(src, "src", index, "index");
+  check_same_device(src, "src", dst, "dst");
+  check_same_device(src, "src", dst_scale, "dst_scale");
+  if (check_index && index.numel() > 0) {
+    // One reduction (a single host sync on CUDA) guards against out-of-range gathers.
+    auto const mn = index.min().item<int64_t>(), mx = index.max().item<int64_t>();
+    AKCB_CHECK(mn >= -1 && mx < env["T_src"], "quantize_gather_into_: index values must be in [-1, ",
+               env["T_src"], "), got min ", mn, " max ", mx);
+  }
+  if (src.is_cuda()) {
+#ifdef AKCB_WITH_CUDA
+    cuda::quantize_gather_into_(src, index.contiguous(), dst, dst_scale, offset);
+    return;
+#else
+    AKCB_REQUIRE_CUDA("quantize_gather_into_");
+#endif
+  }
+  cpu::quantize_gather_into_(src, index, dst, dst_scale, offset);
+}
+
+void compact_tokens_(at::Tensor& x, at::Tensor const& index, bool check_index) {
+  AKCB_CHECK(x.defined() && x.dim() >= 3, "compact_tokens_: x must be [B, H_kv, T_max, ...], got ",
+             x.defined() ? x.sizes() : at::IntArrayRef{});
+  ShapeEnv env;
+  env.bind("B", x.size(0)).bind("H_kv", x.size(1));
+  env.check(index, {"B", "H_kv", "K"}, "index");
+  AKCB_CHECK(index.scalar_type() == at::kLong, "compact_tokens_: index must be int64, got ", index.scalar_type());
+  AKCB_CHECK(x.is_contiguous(), "compact_tokens_: x must be contiguous, strides ", x.strides());
+  AKCB_CHECK(env["K"] <= x.size(2), "compact_tokens_: K = ", env["K"], " exceeds T_max = ", x.size(2));
+  check_same_device(x, "x", index, "index");
+  if (check_index && index.numel() > 0) {
+    // Valid entries strictly increasing, then only -1: this is what makes the move safe in place.
+    at::Tensor valid = index >= 0;
+    at::Tensor ok_range = (index >= -1) & (index < x.size(2));
+    at::Tensor nxt_valid = valid.narrow(2, 1, index.size(2) - 1);
+    at::Tensor cur_valid = valid.narrow(2, 0, index.size(2) - 1);
+    at::Tensor increasing =
+        (index.narrow(2, 1, index.size(2) - 1) > index.narrow(2, 0, index.size(2) - 1)) | ~nxt_valid;
+    at::Tensor no_gap = cur_valid | ~nxt_valid;  // a valid entry never follows a -1
+    bool const ok = (ok_range.all() & increasing.all() & no_gap.all()).item<bool>();
+    AKCB_CHECK(ok, "compact_tokens_: index must hold, per (b, h), strictly increasing values in [0, ", x.size(2),
+               ") followed only by -1");
+  }
+  if (x.is_cuda()) {
+#ifdef AKCB_WITH_CUDA
+    cuda::compact_tokens_(x, index.contiguous());
+    return;
+#else
+    AKCB_REQUIRE_CUDA("compact_tokens_");
+#endif
+  }
+  cpu::compact_tokens_(x, index);
+}
+
+}  // namespace akcb::ops
