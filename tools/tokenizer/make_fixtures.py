@@ -14,6 +14,7 @@ Deterministic; takes a few seconds.
 import json
 import os
 import random
+import shutil
 import sys
 import unicodedata
 from pathlib import Path
@@ -195,18 +196,21 @@ def conversations():
 
 
 def write_chat(out, template_file, bos, eos, specials_cfg):
+    """Renders conversations with transformers' apply_chat_template. With template_file None,
+    out/tokenizer_config.json already exists (a bundled model's)."""
     import transformers
     from transformers import AutoTokenizer
-    cfg = {
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "bos_token": bos,
-        "eos_token": eos,
-        "chat_template": (TEMPLATES / template_file).read_text(),
-        "clean_up_tokenization_spaces": False,
-        "model_max_length": 131072,
-    }
-    cfg.update(specials_cfg)
-    (out / "tokenizer_config.json").write_text(json.dumps(cfg, ensure_ascii=False, indent=2))
+    if template_file is not None:
+        cfg = {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": bos,
+            "eos_token": eos,
+            "chat_template": (TEMPLATES / template_file).read_text(),
+            "clean_up_tokenization_spaces": False,
+            "model_max_length": 131072,
+        }
+        cfg.update(specials_cfg)
+        (out / "tokenizer_config.json").write_text(json.dumps(cfg, ensure_ascii=False, indent=2))
     tok = AutoTokenizer.from_pretrained(str(out))
     chats = []
     for conv in conversations():
@@ -274,6 +278,23 @@ def main():
     out.mkdir(exist_ok=True)
     tok.save(str(out / "tokenizer.json"))
     summary["gpt2"] = write_cases(tok, out, "gpt2", nfc=True)
+
+    # The bundled models' tokenizers (models/tiny-*), when present: same strings, and chat prompts
+    # from the chat_template embedded in their tokenizer_config.json.
+    for model_dir in sorted((REPO / "models").glob("tiny-*")):
+        if not (model_dir / "tokenizer.json").exists():
+            continue
+        out = out_root / model_dir.name
+        out.mkdir(exist_ok=True)
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            if (model_dir / f).exists():
+                shutil.copyfile(model_dir / f, out / f)
+        tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+        nfc = "NFC" in json.dumps(json.loads((out / "tokenizer.json").read_text()).get("normalizer"))
+        summary[model_dir.name] = write_cases(tok, out, model_dir.name, nfc=nfc)
+        cfg = json.loads((out / "tokenizer_config.json").read_text()) if (out / "tokenizer_config.json").exists() else {}
+        if cfg.get("chat_template"):
+            summary[model_dir.name + "_chat"] = write_chat(out, None, None, None, None)
 
     (out_root / "summary.json").write_text(json.dumps(summary))
     print("tokenizer fixtures:", summary, "->", out_root)
