@@ -150,15 +150,28 @@ void append_utf8(std::string& out, char32_t cp) {
   }
 }
 
+// Code points that are NFC_QC=Yes with canonical combining class 0 and that never compose with a
+// preceding character: a text made only of them is already in NFC. A conservative set of the
+// common blocks (Latin-1/Extended, general punctuation, CJK, kana, Hangul syllables, emoji).
+bool nfc_inert(char32_t c) {
+  return c < 0x300 || (c >= 0x2002 && c <= 0x206F) || (c >= 0x20A0 && c <= 0x20BF) ||
+         (c >= 0x2100 && c <= 0x23FF && c != 0x2126 && c != 0x212A && c != 0x212B && c != 0x2329 && c != 0x232A) ||
+         (c >= 0x2500 && c <= 0x27BF) || (c >= 0x3000 && c <= 0x3029) || (c >= 0x3030 && c <= 0x303F) ||
+         (c >= 0x3041 && c <= 0x3096) || (c >= 0x30A1 && c <= 0x30FA) || (c >= 0x4E00 && c <= 0x9FFF) ||
+         (c >= 0xAC00 && c <= 0xD7A3) || (c >= 0xFE00 && c <= 0xFE0F) || (c >= 0xFF01 && c <= 0xFF9D) ||
+         (c >= 0x1F000 && c <= 0x1FAFF);
+}
+
 std::string nfc(std::string_view text) {
-  bool ascii = true;
-  for (char c : text) {
-    if (static_cast<unsigned char>(c) >= 0x80) {
-      ascii = false;
-      break;
+  bool inert = true;
+  for (std::size_t i = 0; i < text.size() && inert;) {
+    if (static_cast<unsigned char>(text[i]) < 0x80) {
+      ++i;
+      continue;
     }
+    inert = nfc_inert(next_code_point(text, i));
   }
-  if (ascii) return std::string(text);
+  if (inert) return std::string(text);
   utf8proc_uint8_t* out = nullptr;
   utf8proc_ssize_t const n = utf8proc_map(reinterpret_cast<utf8proc_uint8_t const*>(text.data()),
                                           static_cast<utf8proc_ssize_t>(text.size()), &out,
@@ -551,9 +564,10 @@ struct Tokenizer::Impl {
   void load_config(Json const& j);
 
   std::vector<Segment> split_added(std::string_view s, AddedTokenMatcher const& m) const;
-  void pre_tokenize(std::string const& s, std::vector<std::string>& pieces) const;
-  void bpe(std::string const& word, std::vector<int32_t>& out) const;
-  void bpe_uncached(std::string const& word, std::vector<int32_t>& out) const;
+  /// Runs pre-tokenizer steps [step, end) on `s` and BPE-encodes every resulting word into `out`.
+  void pre_tokenize_and_encode(std::string_view s, std::size_t step, std::vector<int32_t>& out) const;
+  void bpe(std::string_view word, std::vector<int32_t>& out) const;
+  void bpe_uncached(std::string_view word, std::vector<int32_t>& out) const;
   std::vector<int32_t> encode(std::string_view text, bool add_special) const;
   void token_bytes(int32_t id, std::string& out) const;
 };
@@ -839,36 +853,62 @@ std::vector<Segment> Tokenizer::Impl::split_added(std::string_view s, AddedToken
   return out;
 }
 
-void Tokenizer::Impl::pre_tokenize(std::string const& s, std::vector<std::string>& pieces) const {
-  pieces.clear();
-  pieces.push_back(s);
-  std::vector<std::string> next;
-  auto const& table = byte_level_table();
-  for (auto const& step : pre_tokenizer) {
-    next.clear();
-    if (auto const* sp = std::get_if<SplitStep>(&step)) {
-      for (auto const& p : pieces) apply_split(p, *sp->regex, sp->behavior, sp->invert, next);
-    } else {
-      auto const& bl = std::get<ByteLevelStep>(step);
-      std::vector<std::string> split;
-      for (auto& p : pieces) {
-        std::string q = bl.add_prefix_space && (p.empty() || p[0] != ' ') ? " " + p : p;
-        split.clear();
-        if (bl.regex) apply_split(q, *bl.regex, SplitBehavior::kIsolated, false, split);
-        else if (!q.empty()) split.push_back(std::move(q));
-        for (auto const& w : split) {
-          std::string mapped;
-          mapped.reserve(w.size() * 2);
-          for (unsigned char c : w) mapped += table.byte_to_str[c];
-          next.push_back(std::move(mapped));
-        }
-      }
-    }
-    pieces.swap(next);
+void Tokenizer::Impl::pre_tokenize_and_encode(std::string_view s, std::size_t step,
+                                              std::vector<int32_t>& out) const {
+  if (s.empty()) return;  // HF drops empty splits
+  if (step == pre_tokenizer.size()) {
+    bpe(s, out);
+    return;
   }
+  if (auto const* sp = std::get_if<SplitStep>(&pre_tokenizer[step])) {
+    std::vector<std::string> parts;
+    if (step + 1 == pre_tokenizer.size() || sp->behavior != SplitBehavior::kIsolated || sp->invert) {
+      apply_split(s, *sp->regex, sp->behavior, sp->invert, parts);
+      for (auto const& p : parts) pre_tokenize_and_encode(p, step + 1, out);
+      return;
+    }
+    // Isolated, not inverted: matches and the gaps between them, in order, without copies.
+    std::vector<std::pair<std::size_t, std::size_t>> m;
+    sp->regex->find_all(s, m);
+    std::size_t prev = 0;
+    for (auto const& r : m) {
+      if (r.first > prev) pre_tokenize_and_encode(s.substr(prev, r.first - prev), step + 1, out);
+      pre_tokenize_and_encode(s.substr(r.first, r.second - r.first), step + 1, out);
+      prev = r.second;
+    }
+    if (prev < s.size()) pre_tokenize_and_encode(s.substr(prev), step + 1, out);
+    return;
+  }
+  auto const& bl = std::get<ByteLevelStep>(pre_tokenizer[step]);
+  auto const& table = byte_level_table();
+  std::string with_space;
+  std::string_view q = s;
+  if (bl.add_prefix_space && s[0] != ' ') {
+    with_space = " " + std::string(s);
+    q = with_space;
+  }
+  auto const map_and_go = [&](std::string_view w) {
+    std::string mapped;
+    mapped.reserve(w.size() * 2);
+    for (unsigned char c : w) mapped += table.byte_to_str[c];
+    pre_tokenize_and_encode(mapped, step + 1, out);
+  };
+  if (!bl.regex) {
+    map_and_go(q);
+    return;
+  }
+  std::vector<std::pair<std::size_t, std::size_t>> m;
+  bl.regex->find_all(q, m);
+  std::size_t prev = 0;
+  for (auto const& r : m) {
+    if (r.first > prev) map_and_go(q.substr(prev, r.first - prev));
+    map_and_go(q.substr(r.first, r.second - r.first));
+    prev = r.second;
+  }
+  if (prev < q.size()) map_and_go(q.substr(prev));
 }
 
-void Tokenizer::Impl::bpe_uncached(std::string const& word, std::vector<int32_t>& out) const {
+void Tokenizer::Impl::bpe_uncached(std::string_view word, std::vector<int32_t>& out) const {
   struct Symbol {
     int32_t id;
     int32_t prev, next;
@@ -881,7 +921,7 @@ void Tokenizer::Impl::bpe_uncached(std::string const& word, std::vector<int32_t>
   for (std::size_t i = 0; i < word.size();) {
     std::size_t j = i;
     next_code_point(word, j);
-    ch.assign(word, i, j - i);
+    ch.assign(word.data() + i, j - i);
     i = j;
     auto const it = vocab.find(ch);
     if (it != vocab.end()) {
@@ -952,36 +992,32 @@ void Tokenizer::Impl::bpe_uncached(std::string const& word, std::vector<int32_t>
     if (!s.removed) out.push_back(s.id);
 }
 
-void Tokenizer::Impl::bpe(std::string const& word, std::vector<int32_t>& out) const {
+void Tokenizer::Impl::bpe(std::string_view word, std::vector<int32_t>& out) const {
   if (word.empty()) return;
-  if (ignore_merges) {
-    auto const it = vocab.find(word);
-    if (it != vocab.end()) {
-      out.push_back(it->second);
-      return;
-    }
-  }
+  thread_local std::string key;  // reused: no allocation per word once warm
+  key.assign(word.data(), word.size());
   {
     std::shared_lock<std::shared_mutex> lock(cache_mutex);
-    auto const it = cache.find(word);
+    auto const it = cache.find(key);
     if (it != cache.end()) {
       out.insert(out.end(), it->second.begin(), it->second.end());
       return;
     }
   }
   std::vector<int32_t> ids;
-  bpe_uncached(word, ids);
+  auto const whole = ignore_merges ? vocab.find(key) : vocab.end();
+  if (whole != vocab.end()) ids.push_back(whole->second);  // ignore_merges: a vocab word is one token
+  else bpe_uncached(word, ids);
   out.insert(out.end(), ids.begin(), ids.end());
   std::unique_lock<std::shared_mutex> lock(cache_mutex);
   if (cache.size() >= kMaxCacheEntries) cache.clear();
-  cache.emplace(word, std::move(ids));
+  cache.emplace(key, std::move(ids));
 }
 
 std::vector<int32_t> Tokenizer::Impl::encode(std::string_view text, bool add_special) const {
   detail::check_utf8(text);
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 4);
-  std::vector<std::string> pieces;
   for (auto& seg : split_added(text, raw_matcher)) {
     if (seg.token_id >= 0) {
       ids.push_back(seg.token_id);
@@ -993,8 +1029,7 @@ std::vector<int32_t> Tokenizer::Impl::encode(std::string_view text, bool add_spe
         ids.push_back(seg2.token_id);
         continue;
       }
-      pre_tokenize(seg2.text, pieces);
-      for (auto const& w : pieces) bpe(w, ids);
+      pre_tokenize_and_encode(seg2.text, 0, ids);
     }
   }
   if (!add_special || template_single.empty()) return ids;

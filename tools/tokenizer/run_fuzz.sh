@@ -12,11 +12,12 @@ CC=${CC_FUZZ:-clang-14}
 CXX=${CXX_FUZZ:-clang++-14}
 JOBS=${JOBS:-2}
 
+mkdir -p "$BUILD"
 TORCH_PREFIX=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER="$CC" -DCMAKE_CXX_COMPILER="$CXX" -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" \
-  -DAKCB_BUILD_FUZZERS=ON -DAKCB_BUILD_TESTS=ON -DAKCB_BUILD_EXAMPLES=OFF -DAKCB_BUILD_BENCHMARKS=OFF >"$BUILD.configure.log" 2>&1 \
-  || { cat "$BUILD.configure.log"; exit 1; }
+  -DAKCB_BUILD_FUZZERS=ON -DAKCB_BUILD_TESTS=ON -DAKCB_BUILD_EXAMPLES=OFF -DAKCB_BUILD_BENCHMARKS=OFF >"$BUILD/configure.log" 2>&1 \
+  || { cat "$BUILD/configure.log"; exit 1; }
 cmake --build "$BUILD" --target fuzz_tokenizer_json fuzz_encode -j"$JOBS"
 
 SEEDS=$BUILD/fuzz-seeds
