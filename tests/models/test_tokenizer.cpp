@@ -100,7 +100,9 @@ TEST_P(HfParity, IdsAndDecodingMatchHuggingFace) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Tokenizers, HfParity, ::testing::Values("llama3", "qwen3", "gpt2", "tiny-llama3", "tiny-qwen3"),
+INSTANTIATE_TEST_SUITE_P(Tokenizers, HfParity, ::testing::Values("llama3", "qwen3", "gpt2", "tiny-llama3", "tiny-qwen3", "v_split_removed",
+                                           "v_split_mergedwithprevious", "v_split_mergedwithnext", "v_split_invert",
+                                           "v_split_string", "v_no_ignore_merges", "v_prefix_space"),
                          [](auto const& info) {
                            std::string n = info.param;
                            for (char& c : n) c = c == '-' ? '_' : c;

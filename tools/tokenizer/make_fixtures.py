@@ -279,6 +279,41 @@ def main():
     tok.save(str(out / "tokenizer.json"))
     summary["gpt2"] = write_cases(tok, out, "gpt2", nfc=True)
 
+    # Variants made by editing tokenizer.json (no retraining): the other Split behaviours, invert,
+    # a literal pattern, add_prefix_space, ignore_merges off. Compared with HF like the others.
+    base_llama = json.loads((out_root / "llama3" / "tokenizer.json").read_text())
+    base_gpt2 = json.loads((out_root / "gpt2" / "tokenizer.json").read_text())
+    variants = {}
+    # A pattern that leaves gaps, so that merging and inverting matter.
+    gappy = {"Regex": r"\s+|\p{N}|'"}
+    for behavior in ("Removed", "MergedWithPrevious", "MergedWithNext"):
+        j = json.loads(json.dumps(base_llama))
+        j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = behavior
+        if behavior != "Removed":
+            j["pre_tokenizer"]["pretokenizers"][0]["pattern"] = gappy
+        variants["v_split_" + behavior.lower()] = j
+    j = json.loads(json.dumps(base_llama))
+    j["pre_tokenizer"]["pretokenizers"][0]["pattern"] = gappy
+    j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = "Removed"
+    j["pre_tokenizer"]["pretokenizers"][0]["invert"] = True
+    variants["v_split_invert"] = j
+    j = json.loads(json.dumps(base_llama))
+    j["pre_tokenizer"]["pretokenizers"][0]["pattern"] = {"String": " "}
+    j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = "MergedWithNext"
+    variants["v_split_string"] = j
+    j = json.loads(json.dumps(base_llama))
+    j["model"]["ignore_merges"] = False
+    variants["v_no_ignore_merges"] = j
+    j = json.loads(json.dumps(base_gpt2))
+    j["pre_tokenizer"]["add_prefix_space"] = True
+    variants["v_prefix_space"] = j
+    for name, j in variants.items():
+        out = out_root / name
+        out.mkdir(exist_ok=True)
+        (out / "tokenizer.json").write_text(json.dumps(j, ensure_ascii=False))
+        tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+        summary[name] = write_cases(tok, out, name, nfc=name == "v_prefix_space")
+
     # The bundled models' tokenizers (models/tiny-*), when present: same strings, and chat prompts
     # from the chat_template embedded in their tokenizer_config.json.
     for model_dir in sorted((REPO / "models").glob("tiny-*")):
