@@ -162,16 +162,9 @@ bool nfc_inert(char32_t c) {
          (c >= 0x1F000 && c <= 0x1FAFF);
 }
 
-std::string nfc(std::string_view text) {
-  bool inert = true;
-  for (std::size_t i = 0; i < text.size() && inert;) {
-    if (static_cast<unsigned char>(text[i]) < 0x80) {
-      ++i;
-      continue;
-    }
-    inert = nfc_inert(next_code_point(text, i));
-  }
-  if (inert) return std::string(text);
+namespace {
+
+std::string nfc_utf8proc(std::string_view text) {
   utf8proc_uint8_t* out = nullptr;
   utf8proc_ssize_t const n = utf8proc_map(reinterpret_cast<utf8proc_uint8_t const*>(text.data()),
                                           static_cast<utf8proc_ssize_t>(text.size()), &out,
@@ -183,6 +176,49 @@ std::string nfc(std::string_view text) {
   std::string result(reinterpret_cast<char*>(out), static_cast<std::size_t>(n));
   std::free(out);
   return result;
+}
+
+}  // namespace
+
+// NFC only where needed: a text splits safely right before an inert character (a starter that
+// is already NFC and never composes with what precedes it), so each run of other characters is
+// normalized together with the character before it and the rest is copied.
+std::string nfc(std::string_view text) {
+  std::string out;
+  std::size_t copied = 0;       // text[0, copied) is already in `out`
+  std::size_t prev_start = 0;   // start of the previous (inert) character
+  bool have_prev = false;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    std::size_t const start = i;
+    if (static_cast<unsigned char>(text[i]) < 0x80) {
+      ++i;
+      prev_start = start;
+      have_prev = true;
+      continue;
+    }
+    if (nfc_inert(next_code_point(text, i))) {
+      prev_start = start;
+      have_prev = true;
+      continue;
+    }
+    std::size_t const region_begin = have_prev && prev_start >= copied ? prev_start : start;
+    std::size_t region_end = i;
+    while (region_end < text.size()) {
+      std::size_t k = region_end;
+      if (nfc_inert(next_code_point(text, k))) break;
+      region_end = k;
+    }
+    if (out.empty()) out.reserve(text.size() + 16);
+    out.append(text.data() + copied, region_begin - copied);
+    out += nfc_utf8proc(text.substr(region_begin, region_end - region_begin));
+    copied = region_end;
+    i = region_end;
+    have_prev = false;
+  }
+  if (copied == 0) return std::string(text);
+  out.append(text.data() + copied, text.size() - copied);
+  return out;
 }
 
 bool is_white_space(char32_t c) {

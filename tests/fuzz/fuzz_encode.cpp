@@ -2,11 +2,13 @@
 // normalizer; GPT-2 layout with NFC and stripping added tokens). Oracles:
 //  - invalid UTF-8 input is rejected with std::invalid_argument and nothing else;
 //  - Llama 3 layout: decode(encode(s)) == s, and streaming decode == decode;
-//  - every id is < vocab_size(); the chat renderers accept the text as message content.
+//  - every id is < vocab_size(); the chat renderers accept the text as message content;
+//  - the piecewise NFC equals utf8proc's NFC of the whole text.
 #include <akcb/models/chat_template.hpp>
 #include <akcb/models/tokenizer.hpp>
 
 #include <nlohmann/json.hpp>
+#include <utf8proc.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -129,6 +131,15 @@ extern "C" int LLVMFuzzerTestOneInput(uint8_t const* data, std::size_t size) {
     if (tok == &llama) check(llama.decode(llama.encode(text, false)) == text, "decode(encode(s)) != s");
   }
   if (valid) {
+    utf8proc_uint8_t* whole = nullptr;
+    utf8proc_ssize_t const n = utf8proc_map(reinterpret_cast<utf8proc_uint8_t const*>(text.data()),
+                                            static_cast<utf8proc_ssize_t>(text.size()), &whole,
+                                            static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+    if (n >= 0) {
+      check(akcb::models::detail::nfc(text) == std::string(reinterpret_cast<char*>(whole), static_cast<std::size_t>(n)),
+            "piecewise NFC != NFC");
+    }
+    std::free(whole);
     using akcb::models::ChatFormat;
     std::vector<akcb::models::ChatMessage> msgs{{"system", text, std::nullopt}, {"user", text, std::nullopt},
                                                 {"assistant", text, std::nullopt}, {"user", text, std::nullopt}};

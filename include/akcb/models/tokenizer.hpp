@@ -61,7 +61,7 @@ class Tokenizer {
   std::vector<int32_t> encode(std::string_view text, bool add_special_tokens = true) const;
 
   /// Decodes ids to text, as HF `decode` (invalid UTF-8 byte sequences become U+FFFD).
-  /// \throws std::invalid_argument for an id outside [0, vocab_size()).
+  /// \throws std::invalid_argument for an id that is no token (HF silently drops those).
   std::string decode(std::vector<int32_t> const& ids, bool skip_special_tokens = false) const;
 
   /// The raw bytes of one token after the decoder's byte mapping (may be part of a character).
@@ -92,8 +92,9 @@ class Tokenizer {
 };
 
 /// Streaming decoder: feed ids one at a time and get text that never ends in half a UTF-8
-/// character. The concatenation of all push() results and finish() equals
-/// tokenizer.decode(all_ids, skip_special_tokens).
+/// character. With the ByteLevel decoder (Llama 3, Qwen 3) the concatenation of all push()
+/// results and finish() equals tokenizer.decode(all_ids, skip_special_tokens).
+/// Not thread-safe (one per stream); the Tokenizer it holds is shared, not copied.
 class IncrementalDecoder {
  public:
   explicit IncrementalDecoder(Tokenizer tokenizer, bool skip_special_tokens = false)
