@@ -71,7 +71,10 @@ def _worker_init(tok_path: str, name: str, eos_id: int):
 
 def _worker_make(spec):
     task, length, seed = spec
-    ex = ruler.generate(task, length, seed, _W["source"], _W["counter"], train=True)
+    try:
+        ex = ruler.generate(task, length, seed, _W["source"], _W["counter"], train=True)
+    except RuntimeError:  # too many needles for a short length: the feed skips it
+        return None
     tok = _W["tok"]
     ids = tok.encode(ex["prompt"] + ex["answer"]).ids + [_W["eos"]]
     n_prompt = ex["prompt_tokens"][_W["name"]]
@@ -95,7 +98,7 @@ class SyntheticFeed:
 
     def _submit(self):
         task = self.rng.choices(self.tasks, self.weights)[0]
-        length = self.rng.randint(min(256, self.max_len), self.max_len)
+        length = self.rng.randint(min(384, self.max_len), self.max_len)
         spec = (task, length, self.seed_base + self.n)
         self.n += 1
         self.pending.append((task, self.pool.apply_async(_worker_make, (spec,))))
@@ -108,8 +111,11 @@ class SyntheticFeed:
         self.fill()
         task, r = self.pending.popleft()
         self._submit()
+        ex = r.get()
+        if ex is None:
+            return self.get()
         self.made[task] += 1
-        return r.get()
+        return ex
 
 
 class Batcher:
