@@ -5,7 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include <filesystem>
+#include "file_util.hpp"
+
 #include <fstream>
 #include <sstream>
 
@@ -220,7 +221,7 @@ ModelConfig ModelConfig::from_json(std::string const& text, std::string const& s
 }
 
 ModelConfig ModelConfig::load(std::string const& model_dir) {
-  std::string const path = (std::filesystem::path(model_dir) / "config.json").string();
+  std::string const path = detail::join_path(model_dir, "config.json");
   return from_json(read_text_file(path), path);
 }
 
@@ -238,9 +239,9 @@ GenerationDefaults GenerationDefaults::from_json(std::string const& text, std::s
 }
 
 GenerationDefaults GenerationDefaults::load(std::string const& model_dir) {
-  auto const path = std::filesystem::path(model_dir) / "generation_config.json";
-  if (!std::filesystem::exists(path)) return {};
-  return from_json(read_text_file(path.string()), path.string());
+  std::string const path = detail::join_path(model_dir, "generation_config.json");
+  if (!detail::path_exists(path)) return {};
+  return from_json(read_text_file(path), path);
 }
 
 }  // namespace akcb::models

@@ -7,6 +7,8 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include "file_util.hpp"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -15,7 +17,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <set>
 #include <sstream>
 
@@ -214,18 +215,15 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open_file(std::string const& path) 
 }
 
 SafetensorsCheckpoint SafetensorsCheckpoint::open(std::string const& model_dir) {
-  namespace fs = std::filesystem;
-  fs::path const dir(model_dir);
-  fs::path const single = dir / "model.safetensors";
-  fs::path const index = dir / "model.safetensors.index.json";
-  if (!fs::exists(index)) {
-    AKCB_CHECK(fs::exists(single), "safetensors: '", model_dir,
+  std::string const single = detail::join_path(model_dir, "model.safetensors");
+  std::string const ipath = detail::join_path(model_dir, "model.safetensors.index.json");
+  if (!detail::path_exists(ipath)) {
+    AKCB_CHECK(detail::path_exists(single), "safetensors: '", model_dir,
                "' has neither model.safetensors nor model.safetensors.index.json");
-    SafetensorsCheckpoint c = open_file(single.string());
+    SafetensorsCheckpoint c = open_file(single);
     c.source_ = model_dir;
     return c;
   }
-  std::string const ipath = index.string();
   json j;
   try {
     j = json::parse(read_text_file(ipath));
@@ -240,15 +238,14 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(std::string const& model_dir) 
   for (auto it = j.at("weight_map").begin(); it != j.at("weight_map").end(); ++it) {
     AKCB_CHECK(it.value().is_string(), "safetensors: '", ipath, "': weight_map['", it.key(), "'] must be a file name");
     std::string const shard = it.value().get<std::string>();
-    fs::path const sp(shard);
-    AKCB_CHECK(!shard.empty() && sp.is_relative() && sp.filename() == sp, "safetensors: '", ipath,
+    AKCB_CHECK(detail::is_plain_file_name(shard), "safetensors: '", ipath,
                "': weight_map['", it.key(), "'] = '", shard, "' must be a plain file name in the model directory");
     auto [f, fresh] = file_idx.emplace(shard, c.files_.size());
     if (fresh) {
-      fs::path const full = dir / sp;
-      AKCB_CHECK(fs::exists(full), "safetensors: shard '", full.string(), "' named by '", ipath, "' (tensor '",
+      std::string const full = detail::join_path(model_dir, shard);
+      AKCB_CHECK(detail::path_exists(full), "safetensors: shard '", full, "' named by '", ipath, "' (tensor '",
                  it.key(), "') does not exist");
-      c.files_.push_back(std::make_shared<SafetensorsFile>(full.string()));
+      c.files_.push_back(std::make_shared<SafetensorsFile>(full));
     }
     AKCB_CHECK(c.files_[f->second]->contains(it.key()), "safetensors: tensor '", it.key(), "' is mapped by '", ipath,
                "' to '", c.files_[f->second]->path(), "', which does not contain it");
