@@ -39,8 +39,9 @@ void quantize_gather_into_(at::Tensor const& src, at::Tensor const& index, at::T
 void compact_tokens_(at::Tensor& x, at::Tensor const& index) {
   int64_t const K = index.size(2);
   if (K == 0) return;
-  // Flatten trailing dims so one gather serves data [.., D], scales and positions alike.
-  at::Tensor flat = x.view({x.size(0), x.size(1), x.size(2), -1});   // [B, H, T_max, E]
+  // Rows as raw bytes, so one gather serves data [.., D] of any dtype (fp8 included, which
+  // ATen's CPU gather does not support), scales and positions alike.
+  at::Tensor flat = x.view({x.size(0), x.size(1), x.size(2), -1}).view(at::kByte);   // [B, H, T_max, E bytes]
   at::Tensor valid = index >= 0;                                      // [B, H, K]
   at::Tensor idx = index.clamp_min(0).unsqueeze(-1).expand({-1, -1, -1, flat.size(3)});
   at::Tensor kept = flat.gather(2, idx);                              // [B, H, K, E] (temporary of the kept size)
