@@ -134,6 +134,9 @@ def hard_strings():
     combos.append("9" * 100)
     combos.append(" " * 64 + "x")
     combos.append("\n" * 40)
+    # Long runs (a single very long pre-token, long whitespace runs).
+    combos += [" " * 5000, "a" * 5000, "9" * 5000, "a " * 2500, "\n" * 5000, " \n" * 2500, "\u00e9" * 3000,
+               "e\u0301" * 2000, "!" * 5000, "\U0001F44D\U0001F3FD" * 1000]
     return s + combos
 
 
