@@ -248,7 +248,7 @@ int run(Args const& a) {
     }
     return true;
   };
-  bool const show_bar = !a.no_progress && go.prefill_chunk > 0 && S > go.prefill_chunk;
+  bool const show_bar = !a.no_progress && go.prefill_chunk > 0 && S > go.prefill_chunk && ::isatty(2) == 1;
   ProgressBar bar(show_bar);
   akcb::models::GenerateResult const r =
       akcb::models::generate(model, cache, prompt, go, on_token, [&](int64_t d, int64_t t) { bar(d, t); });
@@ -424,7 +424,7 @@ int main(int argc, char** argv) {
   auto* go = app.add_option_group("output", "Output");
   go->add_flag("--json", a.json_out, "Print the summary and the text as one JSON object (no streaming)");
   go->add_flag("--no-stream", a.no_stream, "Print the text at the end instead of as it is produced");
-  go->add_flag("--no-progress", a.no_progress, "No prefill progress bar (stderr)");
+  go->add_flag("--no-progress", a.no_progress, "No prefill progress bar (shown on a terminal stderr when the prompt spans several chunks)");
   go->add_flag("--show-special", a.show_special, "Print special tokens (e.g. <|eot_id|>) in the text");
   app.footer(
       "Examples:\n"

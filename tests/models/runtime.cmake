@@ -33,3 +33,12 @@ file(WRITE ${_akcb_rt_fixture_file}
   "  set_tests_properties(\"\${_t}\" PROPERTIES FIXTURES_REQUIRED hf_reference)\n"
   "endforeach()\n")
 set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES ${_akcb_rt_fixture_file})
+
+# akcb-generate end to end on a fixture checkpoint: token-id prompt, greedy, JSON summary.
+if(TARGET akcb-generate)
+  add_test(NAME akcb_generate_cli
+    COMMAND akcb-generate -m ${AKCB_HF_REFERENCE_DIR}/llama_tied --prompt-ids "5, 17, 42, 99, 7, 3"
+            -n 8 --greedy --policy mix --cache-size 8 --window-size 2 --prefill-chunk 4 --json)
+  set_tests_properties(akcb_generate_cli PROPERTIES FIXTURES_REQUIRED hf_reference LABELS cpu TIMEOUT 120
+    PASS_REGULAR_EXPRESSION "\"stop_reason\": \"(max_new_tokens|eos)\"")
+endif()

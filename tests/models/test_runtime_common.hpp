@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -20,8 +21,10 @@ namespace akcb_test {
 namespace fs = std::filesystem;
 
 /// Directory written by tools/hf_reference/make_reference.py (ctest fixture make_hf_reference).
+/// The environment variable AKCB_HF_REFERENCE_DIR overrides the build's path (binaries run elsewhere).
 inline fs::path hf_reference_dir() {
-  fs::path const d(AKCB_HF_REFERENCE_DIR);
+  char const* env = std::getenv("AKCB_HF_REFERENCE_DIR");
+  fs::path const d(env != nullptr && *env != '\0' ? env : AKCB_HF_REFERENCE_DIR);
   if (!fs::exists(d / "manifest.json")) {
     ADD_FAILURE() << "HF reference fixtures missing in " << d
                   << "; run `ctest -R make_hf_reference` (or the whole ctest run) first";
