@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -595,6 +596,12 @@ struct Tokenizer::Impl {
   mutable std::shared_mutex cache_mutex;
   mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
   static constexpr std::size_t kMaxCacheEntries = 1 << 18;
+  // Identifies this tokenizer in the per-thread front caches (never reused, unlike an address).
+  uint64_t const instance_id = next_instance_id();
+  static uint64_t next_instance_id() {
+    static std::atomic<uint64_t> counter{1};
+    return counter.fetch_add(1, std::memory_order_relaxed);
+  }
 
   void load(Json const& j);
   void load_config(Json const& j);
@@ -1030,24 +1037,45 @@ void Tokenizer::Impl::bpe_uncached(std::string_view word, std::vector<int32_t>& 
 
 void Tokenizer::Impl::bpe(std::string_view word, std::vector<int32_t>& out) const {
   if (word.empty()) return;
+  // Per-thread direct-mapped front cache of frequent words: no lock, one probe. Entries of
+  // another tokenizer are ignored (instance ids are unique).
+  struct FrontEntry {
+    uint64_t owner = 0;
+    std::string word;
+    std::vector<int32_t> ids;
+  };
+  constexpr std::size_t kFrontEntries = 1 << 12;
+  thread_local std::vector<FrontEntry> front(kFrontEntries);
+  std::size_t const h = std::hash<std::string_view>{}(word);
+  FrontEntry& fe = front[h & (kFrontEntries - 1)];
+  if (fe.owner == instance_id && fe.word == word) {
+    out.insert(out.end(), fe.ids.begin(), fe.ids.end());
+    return;
+  }
   thread_local std::string key;  // reused: no allocation per word once warm
   key.assign(word.data(), word.size());
+  std::vector<int32_t> ids;
+  bool found = false;
   {
     std::shared_lock<std::shared_mutex> lock(cache_mutex);
     auto const it = cache.find(key);
     if (it != cache.end()) {
-      out.insert(out.end(), it->second.begin(), it->second.end());
-      return;
+      ids = it->second;
+      found = true;
     }
   }
-  std::vector<int32_t> ids;
-  auto const whole = ignore_merges ? vocab.find(key) : vocab.end();
-  if (whole != vocab.end()) ids.push_back(whole->second);  // ignore_merges: a vocab word is one token
-  else bpe_uncached(word, ids);
+  if (!found) {
+    auto const whole = ignore_merges ? vocab.find(key) : vocab.end();
+    if (whole != vocab.end()) ids.push_back(whole->second);  // ignore_merges: a vocab word is one token
+    else bpe_uncached(word, ids);
+    std::unique_lock<std::shared_mutex> lock(cache_mutex);
+    if (cache.size() >= kMaxCacheEntries) cache.clear();
+    cache.emplace(key, ids);
+  }
   out.insert(out.end(), ids.begin(), ids.end());
-  std::unique_lock<std::shared_mutex> lock(cache_mutex);
-  if (cache.size() >= kMaxCacheEntries) cache.clear();
-  cache.emplace(key, std::move(ids));
+  fe.owner = instance_id;
+  fe.word.assign(word.data(), word.size());
+  fe.ids = std::move(ids);
 }
 
 std::vector<int32_t> Tokenizer::Impl::encode(std::string_view text, bool add_special) const {
