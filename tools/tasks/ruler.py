@@ -320,6 +320,11 @@ def score(task: str, answer: str, completion: str) -> bool:
     return got[:len(want)] == want
 
 
+def score_contains(task: str, answer: str, completion: str) -> bool:
+    """RULER's lenient metric (string_match_all): every word of the answer occurs in the completion."""
+    return all(w in completion for w in answer.split())
+
+
 # ----------------------------------------------------------------------------- CLI
 EXPORT_COUNTS = {"passkey": 20, "multikey": 20, "kv": 10, "vt": 10}
 EXPORT_LENGTHS = (1024, 2048, 4096, 8192)

@@ -5,7 +5,8 @@ The reference for the C++ evaluation tool: same files, same scoring (tools/tasks
 
 Usage:
   python3 tools/train/eval_tiny.py models/tiny-qwen3 [--files passkey_4096,multikey_4096] [--limit N]
-Prints one line per file and a JSON summary; runs on CUDA when available, else CPU (fp32 compute).
+Prints one line per file (exact-match accuracy, the primary metric, and RULER's lenient
+'contains' accuracy) and a JSON summary; runs on CUDA when available, else CPU (fp32 compute).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ def main(argv=None) -> int:
     ap.add_argument("--files", help="comma-separated stems, e.g. passkey_4096,multikey_4096 (default: all)")
     ap.add_argument("--limit", type=int, default=0, help="first N examples per file (0: all)")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--dump", help="write every completion to this JSONL file")
     args = ap.parse_args(argv)
 
     import torch
@@ -46,20 +48,30 @@ def main(argv=None) -> int:
     model = AutoModelForCausalLM.from_pretrained(md, dtype=dtype).to(device).eval()
     stems = args.files.split(",") if args.files else sorted(p.stem for p in Path(args.eval_dir).glob("*.jsonl"))
     summary = {}
+    dump = open(args.dump, "w", encoding="utf-8") if args.dump else None
     with torch.no_grad():
         for stem in stems:
             rows = [json.loads(line) for line in open(Path(args.eval_dir) / f"{stem}.jsonl", encoding="utf-8")]
             if args.limit:
                 rows = rows[:args.limit]
             t0 = time.time()
-            ok = 0
+            ok = ok_contains = 0
             for r in rows:
                 ids = tok.encode(r["prompt"]).ids
                 n_ans = len(tok.encode(r["answer"], add_special_tokens=False).ids)
                 text = tok.decode(greedy(model, ids, n_ans + 3, eos_ids, device))
-                ok += ruler.score(r["task"], r["answer"], text)
-            summary[stem] = {"correct": ok, "n": len(rows), "acc": ok / len(rows)}
-            print(f"{md.name} {stem}: {ok}/{len(rows)} ({time.time() - t0:.0f} s)", flush=True)
+                good = ruler.score(r["task"], r["answer"], text)
+                ok += good
+                ok_contains += ruler.score_contains(r["task"], r["answer"], text)
+                if dump:
+                    dump.write(json.dumps({"model": md.name, "id": r.get("id"), "depth": r["depth"],
+                                           "answer": r["answer"], "completion": text, "correct": good}) + "\n")
+            summary[stem] = {"correct": ok, "n": len(rows), "acc": ok / len(rows),
+                             "correct_contains": ok_contains, "acc_contains": ok_contains / len(rows)}
+            print(f"{md.name} {stem}: {ok}/{len(rows)} exact, {ok_contains}/{len(rows)} contains "
+                  f"({time.time() - t0:.0f} s)", flush=True)
+    if dump:
+        dump.close()
     print(json.dumps(summary))
     return 0
 
