@@ -6,20 +6,24 @@
 # usage: tools/gpu_run.sh [PART...]        (default: kernels)
 #   build      configure + build the CUDA test and benchmark binaries only
 #   test       ctest -L cuda (the CUDA-vs-CPU reference tests)          -> ctest_cuda.log
-#   core       ctest -L cpu (the CPU core tests, cheap)                 -> ctest_cpu.log
-#   sanitize   compute-sanitizer memcheck (+ racecheck on compaction)   -> sanitizer.log
+#   core       ctest -L cpu (the CPU core tests; NOT cheap: the invariant tests run for minutes
+#              each on that machine, 2026-11-29; only when asked for) -> ctest_cpu.log
 #   bench      kernel benchmarks                                        -> bench_kernels.json, bench_kernels.md
-#   kernels    = build test sanitize bench
+#   sanitize   compute-sanitizer memcheck (+ racecheck on compaction)   -> sanitizer.log
+#   kernels    = build test bench sanitize (in that order)
 #   e2e        end-to-end model benchmark: hook, see run_e2e below
-#   all        = kernels core e2e
+#   all        = kernels e2e
 # env:
 #   OUT                 output folder (default ./gpu-out)
 #   AKCB_BUILD_DIR      build folder (default build-gpu)
 #   AKCB_JOBS           build parallelism (default: nproc)
 #   AKCB_SANITIZE_FILTER  gtest filter for the sanitizer runs
 #   AKCB_CUDA_ARCH      CMAKE_CUDA_ARCHITECTURES (default 90, the H200)
-#   AKCB_PREBUILT       folder with akcb_cuda_tests and bench_kernels built elsewhere (same torch):
-#                       used only when the build here fails (tests then run without ctest)
+#   AKCB_PREBUILT       folder with akcb_cuda_tests, bench_kernels (and libakcb.so) built elsewhere (same torch
+#                       2.11.0+cu130): used when the build here fails (tests then run without ctest)
+#   AKCB_USE_PREBUILT=1 use AKCB_PREBUILT first and skip the build (saves ~1 min of device time);
+#                       builds anyway if those binaries do not start
+#   AKCB_SANITIZE_TIMEOUT  seconds for each compute-sanitizer run (default 150)
 # Dependencies missing on the machine (GoogleTest, fmt, Google Benchmark) are taken from Debian
 # packages carried in .carry/akcb-kernels/debs (see tools/gpu_run.sh --fetch-debs, run on the dev machine),
 # unpacked under /tmp/akcb-deps, never into /.
@@ -52,7 +56,7 @@ declare -A WANT=()
 for p in "${PARTS[@]}"; do
   case "$p" in
     kernels) for q in build test sanitize bench; do WANT[$q]=1; done ;;
-    all) for q in build test sanitize bench core e2e; do WANT[$q]=1; done ;;
+    all) for q in build test sanitize bench e2e; do WANT[$q]=1; done ;;
     build|test|core|sanitize|bench|e2e) WANT[$p]=1 ;;
     *) echo "unknown part: $p (see the header of $0)"; exit 2 ;;
   esac
@@ -104,10 +108,11 @@ USING_PREBUILT=
 
 use_prebuilt() {
   [[ -n "${AKCB_PREBUILT:-}" && -x "$AKCB_PREBUILT/akcb_cuda_tests" ]] || return 1
+  AKCB_PREBUILT=$(cd "$AKCB_PREBUILT" && pwd)
   say "using prebuilt binaries from $AKCB_PREBUILT"
   local torch_lib
   torch_lib=$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-  export LD_LIBRARY_PATH="$torch_lib:/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}"
+  export LD_LIBRARY_PATH="$AKCB_PREBUILT:$torch_lib:/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}"
   TEST_BIN="$AKCB_PREBUILT/akcb_cuda_tests"
   BENCH_BIN="$AKCB_PREBUILT/bench_kernels"
   USING_PREBUILT=1
@@ -135,17 +140,18 @@ do_core() {
 
 do_sanitize() {
   local bin="$TEST_BIN"
+  local tmo=${AKCB_SANITIZE_TIMEOUT:-150}
   local filter=${AKCB_SANITIZE_FILTER:-"QuantTyped/1.*:*QuantShapes.*B2_H8_T37_D128_bf16*:*QuantShapes.*B1_H4_T129_D256_f32_int8*:*CompactShapes.*:CompactCuda.*"}
   # Without the caching allocator every tensor is its own cudaMalloc, so memcheck sees the
   # exact bounds of each buffer.
   say "compute-sanitizer memcheck --gtest_filter=$filter"
   {
     echo "== memcheck"
-    PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 99 \
+    PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout "$tmo" compute-sanitizer --tool memcheck --error-exitcode 99 \
       "$bin" --gtest_filter="$filter" --gtest_brief=1
     echo "exit code $?"
     echo "== racecheck (compaction: shared memory + cross-CTA flags)"
-    PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool racecheck --error-exitcode 99 \
+    PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout "$tmo" compute-sanitizer --tool racecheck --error-exitcode 99 \
       "$bin" --gtest_filter="*CompactShapes.*4099*:*CompactShapes.*2000x256*:CompactCuda.Repeated*" --gtest_brief=1
     echo "exit code $?"
   } >"$OUT/sanitizer.log" 2>&1
@@ -195,11 +201,19 @@ run_e2e() {
 : >"$LOG"
 say "parts: ${!WANT[*]}"
 setup_env
-if [[ -n "${WANT[build]:-}" ]] && { do_build || use_prebuilt; }; then
+prebuilt_first() {
+  [[ -n "${AKCB_USE_PREBUILT:-}" ]] && use_prebuilt && "$TEST_BIN" --gtest_list_tests >/dev/null 2>&1 && return 0
+  if [[ -n "$USING_PREBUILT" ]]; then
+    say "prebuilt binaries do not start here: building"
+    TEST_BIN="$BUILD/tests/akcb_cuda_tests"; BENCH_BIN="$BUILD/tests/bench/bench_kernels"; USING_PREBUILT=
+  fi
+  return 1
+}
+if [[ -n "${WANT[build]:-}" ]] && { prebuilt_first || do_build || use_prebuilt; }; then
   [[ -n "${WANT[test]:-}" ]] && do_test
-  [[ -n "${WANT[core]:-}" && -z "$USING_PREBUILT" ]] && do_core
-  [[ -n "${WANT[sanitize]:-}" ]] && do_sanitize
   [[ -n "${WANT[bench]:-}" ]] && do_bench
+  [[ -n "${WANT[sanitize]:-}" ]] && do_sanitize
+  [[ -n "${WANT[core]:-}" && -z "$USING_PREBUILT" ]] && do_core
 fi
 [[ -n "${WANT[e2e]:-}" ]] && run_e2e
 say "done, status $STATUS; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"

@@ -184,7 +184,7 @@ void BM_copy(benchmark::State& state) {
 }
 
 using akcb::QuantDtype;
-#define AKCB_SIZES ->Arg(8192)->Arg(32768)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.2)
+#define AKCB_SIZES ->Arg(8192)->Arg(32768)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.1)
 
 BENCHMARK(BM_copy) AKCB_SIZES;
 BENCHMARK_CAPTURE(BM_quantize, akcb_fp8, Impl::kAkcb, QuantDtype::kFp8E4M3) AKCB_SIZES;

@@ -39,8 +39,8 @@ at::Device cuda_dev() { return at::Device(at::kCUDA, 0); }
   if (got.scalar_type() != want.scalar_type()) {
     return ::testing::AssertionFailure() << what << ": dtype " << got.scalar_type() << " vs " << want.scalar_type();
   }
-  at::Tensor g = got.cpu().contiguous().view(at::kByte).reshape({-1});
-  at::Tensor w = want.cpu().contiguous().view(at::kByte).reshape({-1});
+  at::Tensor g = got.cpu().contiguous().reshape({-1}).view(at::kByte);  // 1-D first: a 0-dim tensor has no byte view
+  at::Tensor w = want.cpu().contiguous().reshape({-1}).view(at::kByte);
   at::Tensor diff = g.ne(w);
   int64_t const n_diff = diff.sum().item<int64_t>();
   if (n_diff == 0) return ::testing::AssertionSuccess();
