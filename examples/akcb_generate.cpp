@@ -275,7 +275,7 @@ int run(Args const& a) {
                   {"head_dim", mcfg.head_dim},
                   {"weight_bytes", model.weight_bytes()},
                   {"load_seconds", load_s}};
-    j["device"] = device.str();
+    j["device"] = model.device().str();
     j["dtype"] = dtype_name(model.dtype());
     j["cache"] = {{"policy", akcb::to_string(cc.policy)}, {"cache_size", cc.cache_size},
                   {"window_size", cc.window_size},        {"sink_tokens", cc.sink_tokens},
@@ -333,7 +333,7 @@ int run(Args const& a) {
   std::cout << "\n=== akcb-generate summary ===\n"
             << strf("model        %s (%s, L=%lld, H_q=%lld, H_kv=%lld, D=%lld) on %s %s, loaded in %.2f s\n",
                     a.model_dir.c_str(), mcfg.model_type.c_str(), ll(mcfg.n_layers), ll(mcfg.n_heads),
-                    ll(mcfg.n_heads_kv), ll(mcfg.head_dim), device.str().c_str(), dtype_name(model.dtype()).c_str(),
+                    ll(mcfg.n_heads_kv), ll(mcfg.head_dim), model.device().str().c_str(), dtype_name(model.dtype()).c_str(),
                     load_s)
             << strf("cache        policy=%s cache_size=%lld window=%lld quant=%s budget=%s ratio_scope=%s%s\n",
                     akcb::to_string(cc.policy), ll(cc.cache_size), ll(cc.window_size), akcb::to_string(cc.quant_dtype),

@@ -78,10 +78,11 @@ LlamaModel LlamaModel::load(std::string const& model_dir, LoadOptions const& opt
 
 LlamaModel LlamaModel::from_checkpoint(ModelConfig config, SafetensorsCheckpoint const& ckpt, LoadOptions const& opts) {
   LlamaModel m;
-  m.device_ = opts.device;
+  // Normalize "cuda" to "cuda:<current>": tensors report an indexed device, and caches compare devices.
+  m.device_ = at::empty({0}, at::TensorOptions().device(opts.device)).device();
   if (opts.dtype) {
     m.dtype_ = *opts.dtype;
-  } else if (opts.device.is_cpu()) {
+  } else if (m.device_.is_cpu()) {
     m.dtype_ = at::kFloat;
   } else {
     m.dtype_ = config.dtype == at::kFloat ? at::kBFloat16 : config.dtype;
