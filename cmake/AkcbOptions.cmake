@@ -14,7 +14,7 @@ if(CMAKE_CUDA_COMPILER)
 else()
   set(_akcb_cuda_default OFF)
 endif()
-option(AKCB_WITH_CUDA "Compile the CUDA kernels (kernels/)" OFF)  # TODO(kernels): default to nvcc detection once kernels/ lands
+option(AKCB_WITH_CUDA "Compile the CUDA kernels (kernels/)" ${_akcb_cuda_default})
 
 if(AKCB_WITH_CUDA AND NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
   # Never hard-coded in targets: the user passes -DCMAKE_CUDA_ARCHITECTURES=90 for the H200.

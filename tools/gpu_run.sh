@@ -113,6 +113,12 @@ use_prebuilt() {
   local torch_lib
   torch_lib=$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
   export LD_LIBRARY_PATH="$AKCB_PREBUILT:$torch_lib:/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}"
+  if compgen -G ".carry/akcb-kernels/debs/*.deb" >/dev/null; then
+    # Built on Debian: its library names (libbenchmark.so.1debian) differ from this image's.
+    mkdir -p "$DEPS"
+    for f in .carry/akcb-kernels/debs/*.deb; do dpkg -x "$f" "$DEPS"; done
+    export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$DEPS/usr/lib/x86_64-linux-gnu"
+  fi
   TEST_BIN="$AKCB_PREBUILT/akcb_cuda_tests"
   BENCH_BIN="$AKCB_PREBUILT/bench_kernels"
   USING_PREBUILT=1
@@ -175,7 +181,7 @@ print("|---|---|---:|---:|---:|---:|---:|---:|")
 for b in d["benchmarks"]:
     if b.get("error_occurred"):
         print(f"| {b['name']} | error: {b.get('error_message')} |"); continue
-    name = [x for x in b["name"].split("/") if x != "manual_time" and not x.startswith("min_time")]
+    name = [x for x in b["name"].split("/") if x != "manual_time" and ":" not in x]
     op = name[0].removeprefix("BM_")
     impl = name[1] if len(name) > 2 else "-"
     tokens = name[-1]

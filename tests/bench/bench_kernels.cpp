@@ -7,9 +7,10 @@
 //    src/cpu/ops_reference.cpp, run on CUDA tensors).
 // Timing: CUDA events around `kReps` back-to-back calls on the current stream, after warm-up; a
 // GPU sleep kernel queued first lets the host enqueue all calls before the first one starts, so
-// host overhead does not show as idle GPU time. One benchmark iteration = one such timed batch;
-// the reported time is per call. Bytes moved count each input read once and each output
-// written once (payload, scales and indices).
+// host overhead does not show as idle GPU time. One benchmark iteration = one such timed batch
+// (a fixed number of them, kBatches); the reported time is per call, the counters use the median
+// batch. Bytes moved count each input read once and each output written once (payload, scales
+// and indices).
 //
 //   bench_kernels --benchmark_out=bench.json --benchmark_out_format=json
 #include <ATen/ATen.h>
@@ -29,7 +30,8 @@
 
 namespace {
 
-constexpr int kReps = 20;
+constexpr int kReps = 20;      // calls per timed batch
+constexpr int kBatches = 25;   // timed batches per benchmark (fixed: the wall time stays ~1 s per row)
 constexpr int64_t kSleepCycles = 2'000'000;  // ~1 ms at H200 clocks: longer than enqueuing kReps calls
 constexpr int64_t B = 1, H = 8, D = 128;     // one Llama-3-8B layer's K (or V) cache
 constexpr at::ScalarType kDtype = at::kBFloat16;
@@ -184,7 +186,9 @@ void BM_copy(benchmark::State& state) {
 }
 
 using akcb::QuantDtype;
-#define AKCB_SIZES ->Arg(8192)->Arg(32768)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.1)
+// Fixed iterations: with MinTime, Google Benchmark would count per-call time against the minimum
+// and run thousands of batches (seen on the H200, 2026-11-29: ~15 s per row).
+#define AKCB_SIZES ->Arg(8192)->Arg(32768)->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(kBatches)
 
 BENCHMARK(BM_copy) AKCB_SIZES;
 BENCHMARK_CAPTURE(BM_quantize, akcb_fp8, Impl::kAkcb, QuantDtype::kFp8E4M3) AKCB_SIZES;
