@@ -8,6 +8,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 
@@ -374,6 +375,21 @@ TEST(RuntimeGenerate, StopsAtEos) {
   EXPECT_EQ(r.stop_reason, "eos");
   ASSERT_LE(r.tokens[0].size(), 4u);
   EXPECT_EQ(r.tokens[0].back(), o.eos_token_ids[0]);
+  // A batch: the sequence that meets eos stops (and repeats it), the other runs on.
+  AnyCache cache2(config_for(PolicyKind::kMix), akcb::models::cache_shape_for(m, 2));
+  o.eos_token_ids = {ref.greedy[1][3].item<int64_t>()};
+  r = akcb::models::generate(m, cache2, ref.greedy_prompt, o, [&](std::vector<int64_t> const& t) {
+    EXPECT_EQ(t.size(), 2u);
+    return true;
+  });
+  for (int64_t b = 0; b < 2; ++b) {
+    std::vector<int64_t> const want = row(ref.greedy, b);
+    auto const hit = std::find(want.begin(), want.begin() + o.max_new_tokens, o.eos_token_ids[0]);
+    size_t const n = hit == want.begin() + o.max_new_tokens ? o.max_new_tokens : hit - want.begin() + 1;
+    EXPECT_EQ(r.tokens[b], std::vector<int64_t>(want.begin(), want.begin() + n)) << "sequence " << b;
+  }
+  bool const both_stop = r.tokens[0].size() < 20u && r.tokens[1].size() < 20u;
+  EXPECT_EQ(r.stop_reason, both_stop ? "eos" : "max_new_tokens");
   cache.reset();
   o.eos_token_ids.clear();
   int n = 0;
