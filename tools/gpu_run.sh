@@ -3,6 +3,12 @@
 # compute-sanitizer; no network). Builds what the selected parts need, runs them, and writes a
 # few files under $OUT (the device tool brings back at most 8 files: keep it that way).
 #
+# On the lent H200 (device tool `run`, which sets $OUT; carry [".carry/akcb-kernels"]), from the
+# repository root:
+#   tools/gpu_run.sh kernels     # build ~40 s (16 cores), CUDA tests ~30 s, bench, sanitizer subsets
+#   AKCB_PREBUILT=.carry/akcb-kernels/prebuilt AKCB_USE_PREBUILT=1 tools/gpu_run.sh test bench
+#                                # binaries built here by `ninja -C build-cuda akcb_cuda_tests bench_kernels`
+#
 # usage: tools/gpu_run.sh [PART...]        (default: kernels)
 #   build      configure + build the CUDA test and benchmark binaries only
 #   test       ctest -L cuda (the CUDA-vs-CPU reference tests)          -> ctest_cuda.log
