@@ -139,10 +139,14 @@ MaterializedKV LayerCache::materialize() const {
   return m;
 }
 
+at::Tensor LayerCache::held_positions() const {
+  return at::cat({pos_quant_.narrow(2, 0, used_q_), pos_orig_.narrow(2, 0, used_o_)}, 2).to(at::kLong);
+}
+
 at::Tensor LayerCache::past_order(int64_t window) const {
   int64_t const T = used_q_ + used_o_;
   int64_t const P = n_held_ - std::min(window, n_processed_);
-  at::Tensor pos = at::cat({pos_quant_.narrow(2, 0, used_q_), pos_orig_.narrow(2, 0, used_o_)}, 2).to(at::kLong);
+  at::Tensor pos = held_positions();
   int64_t const first_window_pos = n_processed_ - window;
   at::Tensor is_past = (pos >= 0) & (pos < first_window_pos);
   at::Tensor key = at::where(is_past, pos, at::full_like(pos, std::numeric_limits<int64_t>::max()));

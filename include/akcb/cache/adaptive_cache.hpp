@@ -398,9 +398,7 @@ class AdaptiveCache {
       scores = Calculator::heavy_hitter(past_probs, shape_.n_heads_kv, cfg_.gamma, cfg_.pool_kernel);
     } else {
       // Recency: later positions rank higher; the first sink_tokens positions above everything.
-      at::Tensor pos = at::cat({lc.pos_quant().narrow(2, 0, lc.used_quant()), lc.pos_orig().narrow(2, 0, lc.used_orig())}, 2)
-                           .to(at::kLong)
-                           .gather(2, order);
+      at::Tensor pos = lc.held_positions().gather(2, order);
       at::Tensor sink = pos < cfg_.sink_tokens;
       at::Tensor rank = pos.to(at::kDouble) + sink.to(at::kDouble) * 1e12;
       scores = rank;  // fp64 keeps distinct positions distinct

@@ -48,6 +48,11 @@ class LayerCache {
   /// Dense view of the held tokens. No copy when nothing is Quantized.
   MaterializedKV materialize() const;
 
+  /// Absolute positions of materialize()'s columns (Quantized block's used slots, then the
+  /// Original block's), without dequantizing anything.
+  /// \returns [B, H_kv, T] int64, -1 = hole
+  at::Tensor held_positions() const;
+
   /// Combined column indices (into materialize()'s columns) of the scored past, i.e. held tokens
   /// with position < n_processed - W, sorted by position per (b, h).
   /// \returns [B, H_kv, P] int64 with P = n_held - min(W, n_processed)
