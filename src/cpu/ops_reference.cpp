@@ -19,7 +19,16 @@ ops::QuantizedTokens quantize_per_token(at::Tensor const& x, QuantDtype q) {
 }
 
 at::Tensor dequantize_per_token(at::Tensor const& data, at::Tensor const& scale, c10::ScalarType out_dtype) {
-  return (data.to(at::kFloat) * scale.unsqueeze(-1)).to(out_dtype);
+  // fp8 -> fp32 element conversion is a scalar loop in ATen's CPU kernels; a 256-entry table of
+  // the same conversions, indexed by the stored byte, gives identical values several times faster.
+  at::Tensor values;
+  if (data.scalar_type() == at::kFloat8_e4m3fn) {
+    static at::Tensor const lut = at::arange(256, at::kShort).to(at::kByte).view(at::kFloat8_e4m3fn).to(at::kFloat);
+    values = lut.index_select(0, data.contiguous().view(at::kByte).flatten().to(at::kInt)).view(data.sizes());
+  } else {
+    values = data.to(at::kFloat);
+  }
+  return (values * scale.unsqueeze(-1)).to(out_dtype);
 }
 
 void quantize_gather_into_(at::Tensor const& src, at::Tensor const& index, at::Tensor& dst, at::Tensor& dst_scale,

@@ -104,3 +104,18 @@ TEST(QuantizeGather, WritesGatheredRowsAtOffsetAndHolesForMinusOne) {
 }
 
 }  // namespace
+
+namespace {
+
+// Every fp8 e4m3fn byte dequantizes to exactly its ATen conversion times the scale (NaN bytes
+// included: they stay NaN; quantize never produces them).
+TEST(Dequantize, Fp8EqualsElementConversionForAllBytes) {
+  at::Tensor bytes = at::arange(256, at::kShort).to(at::kByte).view({2, 128});
+  at::Tensor data = bytes.view(at::kFloat8_e4m3fn);
+  at::Tensor scale = at::tensor({0.5f, 3.0f});
+  at::Tensor got = akcb::ops::dequantize_per_token(data, scale, at::kFloat);
+  at::Tensor want = data.to(at::kFloat) * scale.unsqueeze(-1);
+  EXPECT_TRUE(at::equal(at::nan_to_num(got, 12345.0), at::nan_to_num(want, 12345.0)));
+}
+
+}  // namespace
