@@ -131,13 +131,13 @@ struct Args {
   std::string budgets = "1/2,1/4,1/8";
   std::string budget_modes = "tokens,bytes";
   std::string split = "test";  // dev (even examples) | test (odd) | all
-  int64_t n_examples = 10;     // per task file and split (0 = all)
+  int64_t n_examples = 5;      // per task file and split (0 = all)
   // perplexity
   std::string ppl_file = "evaldata/heldout_docs.jsonl";
-  int64_t ppl_docs = 2, ppl_len = 1024, ppl_prefix = 128;
+  int64_t ppl_docs = 1, ppl_len = 1024, ppl_prefix = 128;
   // short context
   bool no_short = false;
-  int64_t short_examples = 4;
+  int64_t short_examples = 2;
   // cache
   int64_t window_size = 32;
   std::optional<double> tau1, tau2, tau3, gamma;
@@ -274,7 +274,8 @@ class Runner {
     // sums
     double prefill_s = 0, decode_s = 0, compress_s = 0, nll = 0;
     int64_t n_prompt = 0, n_decode = 0, n_scored = 0, exact = 0, contains = 0, n = 0;
-    double held_ratio = 0, peak_ratio = 0, cap_ratio = 0, cache_size = 0;
+    double held_ratio = 0, peak_ratio = 0, cap_ratio = 0, cache_size = 0, needle_kept = 0;
+    int64_t n_needle = 0;
     int64_t held = 0, full = 0, peak = 0, peak_full = 0, cap = 0;
     std::vector<json> layers;
     std::vector<akcb::LayerStats> lsum(m.config.n_layers);
@@ -344,7 +345,14 @@ class Runner {
                     {"prompt_tokens", T},
                     {"cache_size", cc.cache_size},
                     {"held_bytes", r.metrics.end_held_bytes},
-                    {"full_bytes", r.metrics.end_full_bytes}};
+                    {"full_bytes", r.metrics.end_full_bytes},
+                    {"needle_positions", r.tracked},
+                    {"needle_kept_after_prefill", r.kept_after_prefill},
+                    {"needle_kept_per_layer", r.kept_after_prefill_per_layer}};
+        if (r.kept_after_prefill >= 0) {
+          needle_kept += r.kept_after_prefill;
+          ++n_needle;
+        }
         if (c.kind == "short") {
           auto const lg = r.first_logits.contiguous();
           std::vector<float> v(lg.data_ptr<float>(), lg.data_ptr<float>() + lg.numel());
@@ -429,6 +437,7 @@ class Runner {
       j["acc_contains"] = n ? double(contains) / n : 0.0;
       j["n_exact"] = exact;
       j["n_contains"] = contains;
+      j["needle_kept_after_prefill"] = n_needle ? needle_kept / n_needle : std::nan("");
     }
     make_dirs(a_.out + "/cells");
     write_text(path, j.dump(1));

@@ -167,6 +167,21 @@ RetrievalResult run_greedy_ids(LlamaModel const& model, CacheConfig const& cc, s
   m.prefill_seconds = seconds_since(t0);
   observe_memory(cache, m);
   r.first_logits = last;
+  if (!opts.track_positions.empty()) {
+    r.tracked = opts.track_positions;
+    at::Tensor const want = at::tensor(opts.track_positions, at::kLong);  // [P] int64
+    int64_t kept = 0, total = 0;
+    for (int64_t l = 0; l < cache.shape().n_layers; ++l) {
+      int64_t const heads = cache.shape().batch * cache.shape().n_heads_kv;
+      at::Tensor const per_head = cache.layer(l).held_positions().to(at::kCPU).reshape({heads, -1});  // [BH, T]
+      int64_t k = 0;
+      for (int64_t h = 0; h < heads; ++h) k += at::isin(want, per_head[h]).sum().item<int64_t>();
+      r.kept_after_prefill_per_layer.push_back(static_cast<double>(k) / static_cast<double>(heads * want.numel()));
+      kept += k;
+      total += heads * want.numel();
+    }
+    r.kept_after_prefill = total ? static_cast<double>(kept) / static_cast<double>(total) : -1.0;
+  }
 
   auto t1 = Clock::now();
   for (int64_t step = 0; step < max_new; ++step) {
@@ -184,8 +199,24 @@ RetrievalResult run_greedy_ids(LlamaModel const& model, CacheConfig const& cc, s
   return r;
 }
 
+std::vector<int64_t> answer_positions(Tokenizer const& tok, RetrievalExample const& ex) {
+  std::vector<int64_t> out;
+  for (auto const& w : split_words(ex.answer)) {
+    for (size_t at = ex.prompt.find(w); at != std::string::npos; at = ex.prompt.find(w, at + w.size())) {
+      auto const a = static_cast<int64_t>(tok.encode(ex.prompt.substr(0, at), true).size());
+      auto const b = static_cast<int64_t>(tok.encode(ex.prompt.substr(0, at + w.size()), true).size());
+      for (int64_t p = a; p < b; ++p)
+        if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 RetrievalResult run_retrieval(LlamaModel const& model, Tokenizer const& tok, CacheConfig const& cc,
-                              RetrievalExample const& ex, RetrievalOptions const& opts) {
+                              RetrievalExample const& ex, RetrievalOptions const& opts_in) {
+  RetrievalOptions opts = opts_in;
+  if (opts.track_positions.empty()) opts.track_positions = answer_positions(tok, ex);
   std::vector<int32_t> const enc = tok.encode(ex.prompt, /*add_special_tokens=*/true);
   std::vector<int32_t> const ans = tok.encode(ex.answer, /*add_special_tokens=*/false);
   std::vector<int64_t> const ids(enc.begin(), enc.end());

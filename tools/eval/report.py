@@ -85,6 +85,20 @@ def speed_table(cells):
     return "\n".join(out)
 
 
+def needle_table(cells):
+    rows = [c for c in cells if c["kind"] == "retrieval" and c.get("needle_kept_after_prefill") is not None
+            and c["policy"] != "full"]
+    if not rows:
+        return ""
+    out = ["\n| model | set | policy (mode) | budget | tag | needle answer tokens held after prefill | exact | contains |",
+           "|---|---|---|---|---|---|---|---|"]
+    for c in sorted(rows, key=lambda c: (c["model"], c["set"], -c["fraction"], c["policy"], c["budget_mode"])):
+        out.append(f"| {c['model']} | {c['set']} | {c['policy']} ({c['budget_mode']}) | {c['fraction_str']} | "
+                   f"{c.get('tag', '')} | {100 * c['needle_kept_after_prefill']:.0f}% | {100 * c['acc_exact']:.0f}% | "
+                   f"{100 * c['acc_contains']:.0f}% |")
+    return "\n".join(out)
+
+
 def verdict(cells):
     out = []
     by = collections.defaultdict(dict)
@@ -141,6 +155,10 @@ def main() -> int:
     if tuned.strip():
         print("\n## Tuned mix (test split)")
         print(tuned)
+    nt = needle_table(cells)
+    if nt:
+        print("\n## Needle survival (share of (layer, KV head, answer-token position) held after the prefill)")
+        print(nt)
     print("\n## Speed and memory at 1/4 of the full bytes")
     print(speed_table(cells))
     for d, j in extras:

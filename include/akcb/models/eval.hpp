@@ -85,6 +85,9 @@ struct RetrievalOptions {
   int64_t extra_new_tokens = 4;    ///< decode answer-token-count + this many tokens at most
   int64_t prefill_chunk = 0;       ///< 0: the whole prompt in one forward (SnapKV-style observation)
   std::vector<int64_t> eos_token_ids;  ///< generation stops after one of these
+  /// Prompt positions whose survival is measured (run_retrieval fills it with the needle's answer
+  /// tokens when empty); see RetrievalResult::kept_after_prefill.
+  std::vector<int64_t> track_positions;
 };
 
 struct RetrievalResult {
@@ -94,7 +97,16 @@ struct RetrievalResult {
   bool exact = false;              ///< score_exact
   bool contains = false;           ///< score_contains
   at::Tensor first_logits;         ///< [V] fp32, CPU: logits that chose the first new token
+  std::vector<int64_t> tracked;    ///< the tracked prompt positions (e.g. the needle's answer tokens)
+  /// Share of (layer, KV head, tracked position) still held (Original or Quantized) after the
+  /// prefill; -1 when nothing is tracked. Per layer in kept_after_prefill_per_layer.
+  double kept_after_prefill = -1;
+  std::vector<double> kept_after_prefill_per_layer;
 };
+
+/// Token positions of every occurrence of the answer's words in the prompt (as the tokenizer
+/// splits the prompt; boundaries found by encoding prefixes). Empty when the answer does not occur.
+std::vector<int64_t> answer_positions(Tokenizer const& tok, RetrievalExample const& ex);
 
 /// Greedy answer of one example through a fresh cache of config `cc`.
 /// \throws c10::Error on an invalid config or an empty prompt.
