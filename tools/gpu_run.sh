@@ -17,7 +17,8 @@
 #   bench      kernel benchmarks                                        -> bench_kernels.json, bench_kernels.md
 #   sanitize   compute-sanitizer memcheck (+ racecheck on compaction)   -> sanitizer.log
 #   kernels    = build test bench sanitize (in that order)
-#   e2e        end-to-end model benchmark: hook, see run_e2e below
+#   e2e        end-to-end model benchmark (bench_e2e, own build folder, -DAKCB_BUILD_MODELS=ON;
+#              ~1 min build + ~2-4 min run, estimated) -> e2e.json, e2e.md, e2e.log
 #   all        = kernels e2e
 # env:
 #   OUT                 output folder (default ./gpu-out)
@@ -51,8 +52,13 @@ fail() { say "FAILED: $*"; STATUS=1; }
 
 if [[ "${1:-}" == "--fetch-debs" ]]; then
   # On the development machine (Debian, with network): the packages the build needs.
-  mkdir -p .carry/akcb-kernels/debs && cd .carry/akcb-kernels/debs &&
-    apt-get download libgtest-dev libfmt-dev libfmt9 libbenchmark-dev libbenchmark1debian
+  mkdir -p .carry/akcb-kernels/debs && (cd .carry/akcb-kernels/debs &&
+    apt-get download libgtest-dev libfmt-dev libfmt9 libbenchmark-dev libbenchmark1debian) || exit $?
+  # akcb::models and its benchmark (part e2e), kept apart: only run_e2e unpacks these (pkgconf in
+  # case the GPU image has no pkg-config).
+  mkdir -p .carry/akcb-kernels/debs-models && cd .carry/akcb-kernels/debs-models &&
+    apt-get download libpcre2-dev libpcre2-8-0 libutf8proc-dev libutf8proc2 nlohmann-json3-dev libcli11-dev \
+      pkgconf pkgconf-bin libpkgconf3
   exit $?
 fi
 
@@ -197,17 +203,84 @@ PY
   cat "$OUT/bench_kernels.md" | tee -a "$LOG"
 }
 
-# End-to-end hook (issue 6, "End to end on the GPU"): a Llama-3-8B-shaped model with random bf16
-# weights made on the device, 8k and 32k tokens of context, decode tokens/s and peak memory for
-# `full` and `mix` at a quarter of the full KV bytes, and the time share of compression. It needs
-# the model runtime (akcb::models) on CUDA; when its benchmark target exists, build it here with
-# -DAKCB_BUILD_MODELS=ON and run it, writing $OUT/e2e.json and $OUT/e2e.md.
-run_e2e() {
-  if [[ -f tests/bench/bench_e2e.cpp ]]; then
-    say "e2e: tests/bench/bench_e2e.cpp exists but is not wired here yet: add its target and run it"
-  else
-    say "e2e: not available yet (needs the model runtime on CUDA; see run_e2e in $0)"
+# End to end (issue 6, "End to end on the GPU"): tests/bench/bench_e2e.cpp, a Llama-3-8B-shaped
+# model (32 layers, hidden 4096, 32/8 heads, FFN 14336, vocabulary 128256) with random bf16 weights
+# made on the device, 8k and 32k tokens of context (prefill in chunks of 2048), 128 greedy decode
+# steps, for full, mix, origin and quant (the last three at a quarter of the full KV bytes:
+# budget_mode bytes, cache_size = context / 4). Writes $OUT/e2e.json, $OUT/e2e.md, $OUT/e2e.log.
+# It needs akcb::models (-DAKCB_BUILD_MODELS=ON): libpcre2 + libutf8proc (through pkg-config),
+# nlohmann_json and CLI11, taken from .carry/akcb-kernels/debs-models when the machine lacks them. Builds in
+# its own folder ($AKCB_E2E_BUILD_DIR, default $BUILD-e2e: tests off, so that the kernel parts'
+# build folder keeps its options). Extra bench_e2e flags: AKCB_E2E_ARGS (e.g. "--contexts 8192").
+# With AKCB_USE_PREBUILT=1 and $AKCB_E2E_PREBUILT/bench_e2e (default .carry/akcb-kernels/prebuilt-e2e,
+# with the libakcb.so and libakcb_models.so it was linked with), that binary runs without a build.
+E2E_BUILD=${AKCB_E2E_BUILD_DIR:-$BUILD-e2e}
+E2E_CMAKE_ARGS=()
+E2E_LD_PATH=
+E2E_CFG_LD=  # LD_LIBRARY_PATH for the configure step (the carried pkgconf needs its libpkgconf)
+
+e2e_deps() {
+  local debs=.carry/akcb-kernels/debs-models
+  if pkg-config --exists libpcre2-8 libutf8proc 2>/dev/null &&
+     compgen -G "/usr/*/cmake/nlohmann_json/nlohmann_jsonConfig.cmake" >/dev/null &&
+     compgen -G "/usr/include/CLI/CLI.hpp" >/dev/null; then
+    return 0
   fi
+  if ! compgen -G "$debs/libpcre2-dev_*.deb" >/dev/null; then
+    say "e2e: warning: pcre2/utf8proc/nlohmann_json/CLI11 not installed and not in $debs (run tools/gpu_run.sh --fetch-debs on the dev machine)"
+    return 0
+  fi
+  local dm=$DEPS-models  # apart from $DEPS, which setup_env may have put on LD_LIBRARY_PATH for every process
+  mkdir -p "$dm"
+  for f in "$debs"/*.deb; do dpkg -x "$f" "$dm"; done
+  # The .pc files say prefix=/usr: point them at the unpacked tree.
+  sed -i "s|^prefix=/usr\$|prefix=$dm/usr|" "$dm"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc "$dm"/usr/share/pkgconfig/*.pc 2>/dev/null
+  export PKG_CONFIG_PATH="$dm/usr/lib/x86_64-linux-gnu/pkgconfig:$dm/usr/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+  E2E_LD_PATH="$dm/usr/lib/x86_64-linux-gnu"  # for bench_e2e only (the build tree has an RPATH too)
+  [[ ";$PREFIX;" == *";$dm/usr;"* ]] || PREFIX="$PREFIX;$dm/usr"
+  if ! command -v pkg-config >/dev/null && [[ -x "$dm/usr/bin/pkgconf" ]]; then
+    E2E_CMAKE_ARGS+=(-DPKG_CONFIG_EXECUTABLE="$dm/usr/bin/pkgconf")
+    E2E_CFG_LD="$dm/usr/lib/x86_64-linux-gnu"
+  fi
+  say "e2e: model dependencies unpacked from $debs into $dm"
+}
+
+run_e2e() {
+  local bin="$E2E_BUILD/tests/bench/bench_e2e"
+  e2e_deps
+  local pre=${AKCB_E2E_PREBUILT:-.carry/akcb-kernels/prebuilt-e2e}
+  if [[ -n "${AKCB_USE_PREBUILT:-}" && -x "$pre/bench_e2e" ]]; then
+    local torch_lib
+    torch_lib=$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+    pre=$(cd "$pre" && pwd)
+    E2E_LD_PATH="$pre:$torch_lib:/usr/local/cuda/lib64${E2E_LD_PATH:+:$E2E_LD_PATH}"
+    if LD_LIBRARY_PATH="$E2E_LD_PATH:${LD_LIBRARY_PATH:-}" "$pre/bench_e2e" --help >/dev/null 2>&1; then
+      bin="$pre/bench_e2e"
+      say "e2e: using prebuilt $bin"
+    else
+      say "e2e: prebuilt bench_e2e does not start here: building"
+    fi
+  fi
+  if [[ "$bin" == "$E2E_BUILD/"* ]]; then
+    say "e2e: configure ($E2E_BUILD, AKCB_BUILD_MODELS=ON)"
+    LD_LIBRARY_PATH="${E2E_CFG_LD:+$E2E_CFG_LD:}${LD_LIBRARY_PATH:-}" \
+      cmake -S . -B "$E2E_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DCMAKE_PREFIX_PATH="$PREFIX" -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" \
+      -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DAKCB_WITH_CUDA=ON -DAKCB_BUILD_TESTS=OFF \
+      -DAKCB_BUILD_BENCHMARKS=ON -DAKCB_BUILD_MODELS=ON -DAKCB_BUILD_EXAMPLES=OFF "${E2E_CMAKE_ARGS[@]}" \
+      >>"$LOG" 2>&1 || { fail "e2e configure (see gpu_run.log)"; tail -30 "$LOG"; return 1; }
+    local t0=$SECONDS
+    cmake --build "$E2E_BUILD" -j"$JOBS" --target bench_e2e >>"$LOG" 2>&1 ||
+      { fail "e2e build (see gpu_run.log)"; grep -E "error|FAILED" "$LOG" | head -30; return 1; }
+    say "e2e: built in $((SECONDS - t0)) s"
+  fi
+  say "e2e: bench_e2e ${AKCB_E2E_ARGS:-}"
+  nvidia-smi --query-gpu=memory.used,memory.total --format=csv,noheader >>"$LOG" 2>&1
+  # shellcheck disable=SC2086
+  LD_LIBRARY_PATH="${E2E_LD_PATH:+$E2E_LD_PATH:}${LD_LIBRARY_PATH:-}" \
+    "$bin" --device cuda --dtype bf16 --out-dir "$OUT" ${AKCB_E2E_ARGS:-} >"$OUT/e2e.log" 2>&1 ||
+    fail "bench_e2e (exit $?; see e2e.log)"
+  tail -40 "$OUT/e2e.log" | tee -a "$LOG"
 }
 
 : >"$LOG"
