@@ -1,10 +1,12 @@
-// Native renderers of the Llama 3 and Qwen 3 chat templates; see chat_template.hpp.
+// Native renderers of the Llama 3, Llama 3.1 / 3.2 and Qwen 3 chat templates; see chat_template.hpp.
 // Each function mirrors the Jinja source in tools/chat_templates/ line by line, including the
 // Python string methods it calls (str.strip, split, lstrip('\n')...).
 #include <akcb/models/chat_template.hpp>
 #include <akcb/models/tokenizer.hpp>
 
 #include <cstddef>
+#include <cstdio>
+#include <ctime>
 #include <stdexcept>
 #include <string>
 
@@ -82,6 +84,44 @@ std::string render_llama3(std::vector<ChatMessage> const& messages, ChatOptions 
   return out;
 }
 
+// Llama 3.1 / 3.2 (tools/chat_templates/llama31.jinja, llama32.jinja; the official templates
+// without tools): the system turn is always there, with the knowledge-cutoff and date lines before
+// the conversation's own system message.
+std::string render_llama31(std::vector<ChatMessage> const& messages, ChatOptions const& options,
+                           std::string const& bos, std::string const& date, char const* family) {
+  if (messages.empty())
+    throw std::invalid_argument(std::string("akcb chat: the ") + family + " template needs at least one message");
+  std::size_t first = 0;
+  std::string system_message;
+  if (messages[0].role == "system") {
+    system_message = py_strip(messages[0].content);
+    first = 1;
+  }
+  std::string out = bos + "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
+                          "Today Date: " + date + "\n\n" + system_message + "<|eot_id|>";
+  for (std::size_t i = first; i < messages.size(); ++i) {
+    auto const& m = messages[i];
+    if (m.role == "tool" || m.role == "ipython")
+      throw std::invalid_argument(std::string("akcb chat: the ") + family + " template's tool use (a \"" + m.role +
+                                  "\" message) is not rendered natively; only system / user / assistant text turns");
+    out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + py_strip(m.content) + "<|eot_id|>";
+  }
+  if (options.add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  return out;
+}
+
+// Python's datetime.now().strftime("%d %b %Y") in the C locale (as transformers' strftime_now).
+std::string today_date_string() {
+  static char const* const kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  std::time_t const now = std::time(nullptr);
+  std::tm tm{};
+  if (localtime_r(&now, &tm) == nullptr) throw std::runtime_error("akcb chat: cannot read the local date");
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%02d %s %d", tm.tm_mday, kMonths[tm.tm_mon % 12], tm.tm_year + 1900);
+  return buf;
+}
+
 std::string render_qwen3(std::vector<ChatMessage> const& messages, ChatOptions const& options) {
   if (messages.empty()) throw std::invalid_argument("akcb chat: the Qwen 3 template needs at least one message");
   std::string out;
@@ -132,8 +172,10 @@ std::string render_qwen3(std::vector<ChatMessage> const& messages, ChatOptions c
 
 std::optional<ChatFormat> ChatTemplate::detect(std::string_view src) {
   if (src.find("<|start_header_id|>") != std::string_view::npos &&
-      src.find("<|eot_id|>") != std::string_view::npos)
-    return ChatFormat::kLlama3;
+      src.find("<|eot_id|>") != std::string_view::npos) {
+    if (src.find("Cutting Knowledge Date") == std::string_view::npos) return ChatFormat::kLlama3;
+    return src.find("strftime_now") != std::string_view::npos ? ChatFormat::kLlama32 : ChatFormat::kLlama31;
+  }
   if (src.find("<|im_start|>") != std::string_view::npos && src.find("<think>") != std::string_view::npos)
     return ChatFormat::kQwen3;
   return std::nullopt;
@@ -143,15 +185,17 @@ ChatTemplate ChatTemplate::from_source(std::string_view src, std::string bos_tok
   if (src.empty()) throw std::runtime_error("akcb chat: the tokenizer has no chat template");
   auto const format = detect(src);
   if (!format) {
-    std::string why = "akcb chat: unsupported chat template (supported: Llama 3 with <|start_header_id|>, "
-                      "Qwen 3 with <|im_start|> and <think>)";
+    std::string why = "akcb chat: unsupported chat template (supported: Llama 3 / 3.1 / 3.2 with "
+                      "<|start_header_id|> and <|eot_id|>, Qwen 3 with <|im_start|> and <think>)";
     if (src.find("<|im_start|>") != std::string_view::npos) why += "; this ChatML template is not Qwen 3's";
     throw std::runtime_error(why);
   }
-  if (*format == ChatFormat::kLlama3 && src.find("Cutting Knowledge Date") != std::string_view::npos)
+  if ((*format == ChatFormat::kLlama31 || *format == ChatFormat::kLlama32) &&
+      (src.find("<|image|>") != std::string_view::npos || src.find("Today Date") == std::string_view::npos))
     throw std::runtime_error(
-        "akcb chat: unsupported chat template: Llama 3.1's date/tools system preamble is not rendered "
-        "natively (supported: the Llama 3 template of tools/chat_templates/llama3.jinja)");
+        "akcb chat: unsupported chat template: a Llama 3.x template with a knowledge-cutoff preamble that is "
+        "neither Llama 3.1's nor Llama 3.2's text template (the Llama 3.2 Vision template is not rendered "
+        "natively; supported: tools/chat_templates/llama31.jinja, llama32.jinja and the official ones)");
   return ChatTemplate(*format, std::move(bos_token), std::move(eos_token));
 }
 
@@ -160,17 +204,37 @@ ChatTemplate ChatTemplate::from_tokenizer(Tokenizer const& tokenizer) {
                      tokenizer.eos_token().value_or(""));
 }
 
+std::string ChatTemplate::default_date_string() const {
+  switch (format_) {
+    case ChatFormat::kLlama31:
+      return "26 Jul 2024";
+    case ChatFormat::kLlama32:
+      return today_date_string();
+    case ChatFormat::kLlama3:
+    case ChatFormat::kQwen3:
+      break;
+  }
+  return {};
+}
+
 std::string ChatTemplate::render(std::vector<ChatMessage> const& messages, ChatOptions const& options) const {
   for (auto const& m : messages) {
     detail::check_utf8(m.role, "chat message role");
     detail::check_utf8(m.content, "chat message content");
     if (m.reasoning_content) detail::check_utf8(*m.reasoning_content, "chat message reasoning_content");
   }
+  detail::check_utf8(options.date_string, "chat date_string");
   switch (format_) {
     case ChatFormat::kLlama3:
       return render_llama3(messages, options, bos_token_);
     case ChatFormat::kQwen3:
       return render_qwen3(messages, options);
+    case ChatFormat::kLlama31:
+    case ChatFormat::kLlama32: {
+      std::string const date = options.date_string.empty() ? default_date_string() : options.date_string;
+      return render_llama31(messages, options, bos_token_, date,
+                            format_ == ChatFormat::kLlama31 ? "Llama 3.1" : "Llama 3.2");
+    }
   }
   throw std::logic_error("akcb chat: unknown ChatFormat");
 }

@@ -5,12 +5,14 @@ Trains small byte-level BPE tokenizers with Hugging Face `tokenizers` using the 
 Qwen 3 pre-tokenizer configurations (plus a GPT-2 style one that exercises the other supported
 options), then writes, for a few hundred hard strings, the ids and decodings Hugging Face gives.
 Chat prompts are rendered with transformers' `apply_chat_template` from the Jinja files in
-tools/chat_templates/.
+tools/chat_templates/ (Llama 3.1 / 3.2 with a fixed `date_string` and with the template's default
+date; the Llama 3.2 default is today's date, recorded as "today" in chat.json).
 
 Usage: make_fixtures.py OUT_DIR
 Writes OUT_DIR/<name>/{tokenizer.json, tokenizer_config.json, cases.json[, chat.json]}.
 Deterministic; takes a few seconds.
 """
+import datetime
 import json
 import os
 import random
@@ -198,9 +200,10 @@ def conversations():
     return convs
 
 
-def write_chat(out, template_file, bos, eos, specials_cfg):
+def write_chat(out, template_file, bos, eos, specials_cfg, date_strings=(None,), extra_convs=()):
     """Renders conversations with transformers' apply_chat_template. With template_file None,
-    out/tokenizer_config.json already exists (a bundled model's)."""
+    out/tokenizer_config.json already exists (a bundled model's). Each date in date_strings is
+    passed as the template's `date_string` (None: not passed, the template's default)."""
     import transformers
     from transformers import AutoTokenizer
     if template_file is not None:
@@ -216,14 +219,22 @@ def write_chat(out, template_file, bos, eos, specials_cfg):
         (out / "tokenizer_config.json").write_text(json.dumps(cfg, ensure_ascii=False, indent=2))
     tok = AutoTokenizer.from_pretrained(str(out))
     chats = []
-    for conv in conversations():
+    # transformers' strftime_now is datetime.now().strftime(fmt); record the day the default-date
+    # renders saw (both ends, in case the day changes while rendering).
+    today = datetime.datetime.now().strftime("%d %b %Y")
+    for conv in conversations() + list(extra_convs):
         for gen in (True, False):
             for thinking in (None, True, False):
-                kw = {} if thinking is None else {"enable_thinking": thinking}
-                text = tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=gen, **kw)
-                chats.append({"messages": conv, "add_generation_prompt": gen,
-                              "enable_thinking": thinking, "text": text})
+                for date in date_strings:
+                    kw = {} if thinking is None else {"enable_thinking": thinking}
+                    if date is not None:
+                        kw["date_string"] = date
+                    text = tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=gen, **kw)
+                    chats.append({"messages": conv, "add_generation_prompt": gen,
+                                  "enable_thinking": thinking, "date_string": date, "text": text})
+    today_end = datetime.datetime.now().strftime("%d %b %Y")
     (out / "chat.json").write_text(json.dumps({"transformers": transformers.__version__,
+                                               "today": today if today == today_end else None,
                                                "chats": chats}, ensure_ascii=False, indent=1))
     return len(chats)
 
@@ -250,6 +261,20 @@ def main():
     tok.save(str(out / "tokenizer.json"))
     summary["llama3"] = write_cases(tok, out, "llama3", nfc=False)
     summary["llama3_chat"] = write_chat(out, "llama3.jinja", "<|begin_of_text|>", "<|eot_id|>", {})
+
+    # Llama 3.1 / 3.2 chat formats over the Llama 3 tokenizer: always a system turn with the
+    # knowledge-cutoff and date lines. A fixed date_string, and the default (3.1: "26 Jul 2024";
+    # 3.2: today, from transformers' strftime_now).
+    llama31_extra = [[{"role": "system", "content": " only a system message "}],
+                     [{"role": "assistant", "content": " first \n"}, {"role": "user", "content": "next"}],
+                     [{"role": "user", "content": "a"}, {"role": "system", "content": "  late system  "},
+                      {"role": "user", "content": "b"}]]
+    for name in ("llama31", "llama32"):
+        out = out_root / name
+        out.mkdir(exist_ok=True)
+        shutil.copyfile(out_root / "llama3" / "tokenizer.json", out / "tokenizer.json")
+        summary[name + "_chat"] = write_chat(out, name + ".jinja", "<|begin_of_text|>", "<|eot_id|>", {},
+                                             date_strings=("02 Jan 2025", None), extra_convs=llama31_extra)
 
     # Qwen 3: NFC, Split(pattern) + ByteLevel, no BOS; <think> tags are added, non-special tokens.
     tok = train(QWEN3_PATTERN, QWEN3_SPECIALS, normalizers.NFC())
