@@ -61,6 +61,7 @@ int run(int argc, char** argv) {
   std::string dir, input = "-";
   bool no_special = false, decode = false, skip_special = false, chat = false, chat_ids = false;
   bool no_gen_prompt = false, enable_thinking = false, disable_thinking = false;
+  std::string date_string;
   app.add_option("dir", dir, "model or tokenizer directory (tokenizer.json, tokenizer_config.json)")->required();
   app.add_option("input", input, "JSON input file; stdin when absent or '-'");
   app.add_flag("--no-special", no_special, "encode without BOS / post-processor special tokens");
@@ -72,6 +73,8 @@ int run(int argc, char** argv) {
   auto* en = app.add_flag("--enable-thinking", enable_thinking, "with --chat: enable_thinking=true (Qwen 3)");
   auto* dis = app.add_flag("--disable-thinking", disable_thinking,
                            "with --chat: enable_thinking=false (Qwen 3: empty think block)");
+  app.add_option("--date-string", date_string,
+                 "with --chat: Llama 3.1 / 3.2 'Today Date' (e.g. \"26 Jul 2024\"); default: the template's");
   dec->excludes(ch);
   en->excludes(dis);
   CLI11_PARSE(app, argc, argv);
@@ -92,6 +95,7 @@ int run(int argc, char** argv) {
     opt.add_generation_prompt = !no_gen_prompt;
     if (enable_thinking) opt.enable_thinking = true;
     if (disable_thinking) opt.enable_thinking = false;
+    opt.date_string = date_string;
     auto const render = [&](Json const& conv) -> Json {
       std::string const prompt = tmpl.render(to_messages(conv), opt);
       if (chat_ids) return tok.encode(prompt, /*add_special_tokens=*/false);
