@@ -9,6 +9,16 @@
 #include <akcb/error.hpp>
 #include <akcb/ops.hpp>
 
+namespace akcb {
+
+at::Tensor MaterializedKV::is_quantized() const {
+  if (cols.defined()) return cols < n_quant_cols;
+  at::Tensor col = at::arange(pos.size(2), pos.options().dtype(at::kLong));
+  return (col < n_quant_cols).expand_as(pos);
+}
+
+}  // namespace akcb
+
 namespace akcb::detail {
 namespace {
 
@@ -121,21 +131,30 @@ void LayerCache::append(at::Tensor const& k, at::Tensor const& v) {
 
 MaterializedKV LayerCache::materialize() const {
   MaterializedKV m;
-  m.has_holes = has_holes_;
   at::Tensor ko = k_orig_.narrow(2, 0, used_o_), vo = v_orig_.narrow(2, 0, used_o_);
   at::Tensor po = pos_orig_.narrow(2, 0, used_o_);
   if (used_q_ == 0) {
     m.k = ko;
     m.v = vo;
     m.pos = po;
-    return m;
+  } else {
+    at::Tensor kq = ops::dequantize_per_token(k_quant_.narrow(2, 0, used_q_), k_scale_.narrow(2, 0, used_q_), dtype_);
+    at::Tensor vq = ops::dequantize_per_token(v_quant_.narrow(2, 0, used_q_), v_scale_.narrow(2, 0, used_q_), dtype_);
+    m.k = at::cat({kq, ko}, 2);
+    m.v = at::cat({vq, vo}, 2);
+    m.pos = at::cat({pos_quant_.narrow(2, 0, used_q_), po}, 2);
+    m.n_quant_cols = used_q_;
   }
-  at::Tensor kq = ops::dequantize_per_token(k_quant_.narrow(2, 0, used_q_), k_scale_.narrow(2, 0, used_q_), dtype_);
-  at::Tensor vq = ops::dequantize_per_token(v_quant_.narrow(2, 0, used_q_), v_scale_.narrow(2, 0, used_q_), dtype_);
-  m.k = at::cat({kq, ko}, 2);
-  m.v = at::cat({vq, vo}, 2);
-  m.pos = at::cat({pos_quant_.narrow(2, 0, used_q_), po}, 2);
-  m.n_quant_cols = used_q_;
+  if (has_holes_) {
+    // Squeeze the holes out: per head, its n_held valid columns in slot order. Attention then
+    // needs no per-head mask (a [B, H_q, S, T] mask would cost more than the keys themselves).
+    at::Tensor hole = (m.pos < 0).to(at::kByte);
+    m.cols = std::get<1>(hole.sort(/*stable=*/true, -1, false)).narrow(2, 0, n_held_).contiguous();  // [B, H, T]
+    at::Tensor idx = m.cols.unsqueeze(-1).expand({-1, -1, -1, D_});
+    m.k = m.k.gather(2, idx);
+    m.v = m.v.gather(2, idx);
+    m.pos = m.pos.gather(2, m.cols);
+  }
   return m;
 }
 
@@ -143,10 +162,10 @@ at::Tensor LayerCache::held_positions() const {
   return at::cat({pos_quant_.narrow(2, 0, used_q_), pos_orig_.narrow(2, 0, used_o_)}, 2).to(at::kLong);
 }
 
-at::Tensor LayerCache::past_order(int64_t window) const {
-  int64_t const T = used_q_ + used_o_;
+at::Tensor LayerCache::past_order(at::Tensor const& positions, int64_t window) const {
+  int64_t const T = positions.size(2);
   int64_t const P = n_held_ - std::min(window, n_processed_);
-  at::Tensor pos = held_positions();
+  at::Tensor pos = positions.to(at::kLong);
   int64_t const first_window_pos = n_processed_ - window;
   at::Tensor is_past = (pos >= 0) & (pos < first_window_pos);
   at::Tensor key = at::where(is_past, pos, at::full_like(pos, std::numeric_limits<int64_t>::max()));

@@ -19,18 +19,17 @@ struct Shadow {
 
 /// Rows of the shadow at the positions of `m`'s columns, Quantized columns as
 /// dequantize(quantize(original row)) — i.e. what a token quantized once from its own
-/// full-precision values must hold. Holes give zero rows.
+/// full-precision values must hold.
 inline std::pair<at::Tensor, at::Tensor> expected_rows(Shadow const& sh, MaterializedKV const& m, QuantDtype q) {
   at::Tensor pos = m.pos.to(at::kLong);
   at::Tensor idx = pos.clamp_min(0).unsqueeze(-1).expand({-1, -1, -1, sh.k.size(3)});
   at::Tensor k = sh.k.gather(2, idx), v = sh.v.gather(2, idx);
   if (m.n_quant_cols > 0) {
-    auto kq = ops::quantize_per_token(k.narrow(2, 0, m.n_quant_cols), q);
-    auto vq = ops::quantize_per_token(v.narrow(2, 0, m.n_quant_cols), q);
-    k = k.clone();
-    v = v.clone();
-    k.narrow(2, 0, m.n_quant_cols).copy_(ops::dequantize_per_token(kq.data, kq.scale, k.scalar_type()));
-    v.narrow(2, 0, m.n_quant_cols).copy_(ops::dequantize_per_token(vq.data, vq.scale, v.scalar_type()));
+    auto kq = ops::quantize_per_token(k, q);
+    auto vq = ops::quantize_per_token(v, q);
+    at::Tensor quantized = m.is_quantized().unsqueeze(-1);
+    k = at::where(quantized, ops::dequantize_per_token(kq.data, kq.scale, k.scalar_type()), k);
+    v = at::where(quantized, ops::dequantize_per_token(vq.data, vq.scale, v.scalar_type()), v);
   }
   at::Tensor hole = (pos < 0).unsqueeze(-1);
   return {k.masked_fill(hole, 0), v.masked_fill(hole, 0)};

@@ -114,13 +114,19 @@ TEST_P(InvariantTest, Inv1_StatesOnlyMoveDownAndQuantizationIsSticky) {
 TEST_P(InvariantTest, Inv2_AbsolutePositions) {
   AnyCache cache(config(GetParam()), shape());
   RandomRun run;
+  int64_t holes_seen = 0;  // steps where heads split their tokens differently between blocks
   run.run(cache, {45}, 100, [&](int64_t l) {
     MaterializedKV m = cache.materialize(l);
+    EXPECT_TRUE((m.pos >= 0).all().item<bool>()) << "materialize() is hole-free";
+    EXPECT_EQ(m.k.size(2), cache.n_held(l));
+    holes_seen += cache.layer(l).has_holes();
     auto [k_want, v_want] = test::expected_rows(run.shadows[l], m, cache.config().quant_dtype);
     // Row contents identify the token: the held row at position p is the row appended at p.
     EXPECT_TRUE(at::equal(m.k, k_want));
     EXPECT_TRUE(at::equal(m.v, v_want));
   });
+  // `mix` gives heads different Original/Quantized splits, so the hole-free gather path is exercised.
+  if (GetParam().policy == PolicyKind::kMix) EXPECT_GT(holes_seen, 0);
   EXPECT_EQ(cache.n_processed(), 145);
   EXPECT_LT(cache.n_held(0), 145);
   at::Tensor q = at::randn({2, 4, 1, 16}), k = at::randn({2, 2, 1, 16});

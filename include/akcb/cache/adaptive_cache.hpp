@@ -98,7 +98,7 @@ class AdaptiveCache {
     MaterializedKV m = lc.materialize();
     int64_t const S = q.size(2);
     at::Tensor qpos = at::arange(start_pos, start_pos + S, at::TensorOptions().dtype(at::kLong).device(q.device()));
-    at::Tensor out = at::scaled_dot_product_attention(q, m.k, m.v, attention_mask_(m, qpos, S, q.size(1)), 0.0,
+    at::Tensor out = at::scaled_dot_product_attention(q, m.k, m.v, attention_mask_(m, qpos, S), 0.0,
                                                       /*is_causal=*/false, std::nullopt, /*enable_gqa=*/true);
     if (compresses_()) {
       score_(layer, m, q, qpos);
@@ -151,7 +151,7 @@ class AdaptiveCache {
     detail::LayerCache& lc = layers_[layer];
     ShapeEnv env;
     bind_(env);
-    env.bind("T", lc.used_quant() + lc.used_orig());
+    env.bind("T", lc.n_held());
     env.check(probs, {"B", "H_q", "w", "T"}, "probs");
     AKCB_CHECK(probs.scalar_type() == at::kFloat, "probs must be fp32, got ", probs.scalar_type());
     AKCB_CHECK(probs.device() == shape_.device, "probs on ", probs.device(), ", cache on ", shape_.device);
@@ -185,7 +185,7 @@ class AdaptiveCache {
       AKCB_CHECK(scoring_[layer].pending, "compress(", layer, "): no scores observed since the last append; call "
                  "observe() or observe_probs() first");
     } else {
-      if (!scoring_[layer].pending) rank_(layer, std::nullopt);
+      if (!scoring_[layer].pending) rank_(layer, layers_[layer].materialize(), std::nullopt);
     }
     return compress_if_over_(layer);
   }
@@ -322,19 +322,13 @@ class AdaptiveCache {
                expect, "); positions are absolute and may not go backwards or skip");
   }
 
-  /// Boolean mask [B or 1, H_q or 1, S, T] (true = attend), or none when every held key is
-  /// visible to every query (decode without holes).
-  std::optional<at::Tensor> attention_mask_(MaterializedKV const& m, at::Tensor const& qpos, int64_t S,
-                                            int64_t n_heads_q) const {
+  /// Boolean mask [S, T] (true = attend), or none for a decode step. materialize() is
+  /// hole-free and every held key precedes the new chunk, which sits in the last S columns, so
+  /// key j is visible to query i iff j <= i + T - S, the same for every head.
+  std::optional<at::Tensor> attention_mask_(MaterializedKV const& m, at::Tensor const& qpos, int64_t S) const {
+    if (S == 1) return std::nullopt;
     int64_t const T = m.k.size(2);
-    if (!m.has_holes) {
-      if (S == 1) return std::nullopt;
-      // Old tokens all precede the chunk; the chunk is causal: key j visible to query i iff j <= i + T - S.
-      return at::ones({S, T}, qpos.options().dtype(at::kBool)).tril(T - S);
-    }
-    at::Tensor kp = m.pos.to(at::kLong).unsqueeze(2);                       // [B, H_kv, 1, T]
-    at::Tensor mask = (kp >= 0) & (kp <= qpos.view({1, 1, S, 1}));          // [B, H_kv, S, T]
-    return mask.repeat_interleave(n_heads_q / shape_.n_heads_kv, 1);       // [B, H_q, S, T]
+    return at::ones({S, T}, qpos.options().dtype(at::kBool)).tril(T - S);
   }
 
   /// A global-scope prefill chunk of `mix` waits for commit(), when all OQ scores are known.
@@ -354,7 +348,7 @@ class AdaptiveCache {
     bool const need_oq = Policy::kUsesOqRatio && lc.last_append_len() > 1;
     bool const need_probs = need_oq || (Policy::kUsesScores && maybe_over_(layer));
     if (!need_probs) {
-      if (maybe_over_(layer)) rank_(layer, std::nullopt);
+      if (maybe_over_(layer)) rank_(layer, m, std::nullopt);
       return;
     }
     int64_t const S = q.size(2);
@@ -380,16 +374,17 @@ class AdaptiveCache {
         sc.ratio = Calculator::origin_ratio(log_s, running_max_log_oq_);
       }
     }
-    if (maybe_over_(layer)) rank_(layer, probs);
+    if (maybe_over_(layer)) rank_(layer, m, probs);
   }
 
-  /// Ranks the scored past: heavy-hitter scores from `probs`, or recency for `window`.
-  void rank_(int64_t layer, std::optional<at::Tensor> const& probs) {
+  /// Ranks the scored past of m's columns: heavy-hitter scores from `probs` (over m's columns),
+  /// or recency for `window`; keeps the ranking in combined-slot terms for compress.
+  void rank_(int64_t layer, MaterializedKV const& m, std::optional<at::Tensor> const& probs) {
     detail::LayerCache const& lc = layers_[layer];
     LayerScoring& sc = scoring_[layer];
     auto const t0 = std::chrono::steady_clock::now();
-    at::Tensor order = lc.past_order(cfg_.window_size);                              // [B, H_kv, P]
-    at::Tensor scores;                                                               // [B, H_kv, P] fp32
+    at::Tensor order = lc.past_order(m.pos, cfg_.window_size);                       // [B, H_kv, P] m's columns
+    at::Tensor scores;                                                               // [B, H_kv, P]
     if constexpr (Policy::kUsesScores) {
       AKCB_ASSERT(probs.has_value(), "scores needed but no probabilities");
       int64_t const G = probs->size(1) / shape_.n_heads_kv;
@@ -398,12 +393,11 @@ class AdaptiveCache {
       scores = Calculator::heavy_hitter(past_probs, shape_.n_heads_kv, cfg_.gamma, cfg_.pool_kernel);
     } else {
       // Recency: later positions rank higher; the first sink_tokens positions above everything.
-      at::Tensor pos = lc.held_positions().gather(2, order);
+      at::Tensor pos = m.pos.to(at::kLong).gather(2, order);
       at::Tensor sink = pos < cfg_.sink_tokens;
-      at::Tensor rank = pos.to(at::kDouble) + sink.to(at::kDouble) * 1e12;
-      scores = rank;  // fp64 keeps distinct positions distinct
+      scores = pos.to(at::kDouble) + sink.to(at::kDouble) * 1e12;  // fp64 keeps positions distinct
     }
-    sc.order = order;
+    sc.order = m.cols.defined() ? m.cols.gather(2, order) : order;                  // combined slots
     sc.scores = scores;
     sc.pending = true;
     sc.pending_prefill = lc.last_append_len() > 1;
@@ -424,6 +418,11 @@ class AdaptiveCache {
                              ? b.origin_past + b.quant_past
                              : static_cast<int64_t>(std::floor((1.0 - cfg_.evict_fraction) * static_cast<double>(P)));
     lc.compress(sc.order, sc.scores, std::min(keep, P), b.origin_past, cfg_.window_size);
+    // A long prefill chunk grows the Original block far past what decode needs: release it,
+    // keeping room for the tokens appended before the next compression.
+    int64_t const room = b.held_limit(cfg_.window_size) + 1 - lc.n_held();
+    if (lc.capacity_orig() > 2 * (lc.used_orig() + room))
+      lc.shrink_to_fit(room, lc.capacity_quant() - lc.used_quant());
     sc.order = at::Tensor();
     sc.scores = at::Tensor();
     ++sc.n_compressions;

@@ -24,14 +24,20 @@
 
 namespace akcb {
 
-/// Held tokens of a layer as dense tensors, Quantized ones dequantized (columns: the Quantized
-/// block's used slots, then the Original block's).
+/// Held tokens of a layer as dense tensors, Quantized ones dequantized. Every KV head holds the
+/// same number of tokens T, so the layout is hole-free: columns are the Quantized block's used
+/// slots, then the Original block's, with the holes of heads that split their tokens differently
+/// squeezed out (then `cols` maps each column back to its slot).
 struct MaterializedKV {
-  at::Tensor k;    // [B, H_kv, T, D] model dtype
-  at::Tensor v;    // [B, H_kv, T, D] model dtype
-  at::Tensor pos;  // [B, H_kv, T] int32, absolute positions, -1 = hole
-  int64_t n_quant_cols = 0;  ///< the first n_quant_cols columns come from the Quantized block
-  bool has_holes = false;
+  at::Tensor k;     // [B, H_kv, T, D] model dtype
+  at::Tensor v;     // [B, H_kv, T, D] model dtype
+  at::Tensor pos;   // [B, H_kv, T] int32, absolute positions (all >= 0)
+  at::Tensor cols;  // [B, H_kv, T] int64 combined slot (quant slots first, then Original), or
+                    // undefined when column j is slot j
+  int64_t n_quant_cols = 0;  ///< Quantized-block slots in use; without `cols`, the first n_quant_cols columns
+
+  /// Whether column j of head (b, h) is a Quantized token: [B, H_kv, T] bool.
+  at::Tensor is_quantized() const;
 };
 
 namespace detail {
@@ -45,24 +51,25 @@ class LayerCache {
   /// \param k [B, H_kv, S, D] model dtype   \param v [B, H_kv, S, D]   (validated by the caller)
   void append(at::Tensor const& k, at::Tensor const& v);
 
-  /// Dense view of the held tokens. No copy when nothing is Quantized.
+  /// Dense, hole-free view of the held tokens. No copy when nothing is Quantized and no head
+  /// has holes.
   MaterializedKV materialize() const;
 
-  /// Absolute positions of materialize()'s columns (Quantized block's used slots, then the
-  /// Original block's), without dequantizing anything.
-  /// \returns [B, H_kv, T] int64, -1 = hole
+  /// Absolute positions of every used slot (Quantized block's, then the Original block's).
+  /// \returns [B, H_kv, used_q + used_o] int64, -1 = hole
   at::Tensor held_positions() const;
 
-  /// Combined column indices (into materialize()'s columns) of the scored past, i.e. held tokens
-  /// with position < n_processed - W, sorted by position per (b, h).
+  /// Columns of the scored past (held tokens with position < n_processed - W) of a layout whose
+  /// absolute positions are `pos`, sorted by position per (b, h).
+  /// \param pos [B, H_kv, T] int32|int64 (materialize().pos, or held_positions())
   /// \returns [B, H_kv, P] int64 with P = n_held - min(W, n_processed)
-  at::Tensor past_order(int64_t window) const;
+  at::Tensor past_order(at::Tensor const& pos, int64_t window) const;
 
   /// One compression step (ALGORITHM.md "Policies"). Ranks the past by `scores` (higher is
   /// kept), keeps the top `keep` per KV head, gives the Original slots (at most `origin_slots`)
   /// to the highest-ranked kept tokens that are still Original, demotes the other kept Original
   /// tokens to Quantized and evicts the rest. The window (last W positions) stays Original.
-  /// \param order  [B, H_kv, P] int64 from past_order(window)
+  /// \param order  [B, H_kv, P] int64 combined slots (quant slots first, then Original)
   /// \param scores [B, H_kv, P] fp32, aligned with order
   /// \note synchronizes (reads per-head counts to size the compacted blocks).
   void compress(at::Tensor const& order, at::Tensor const& scores, int64_t keep, int64_t origin_slots,
