@@ -102,7 +102,7 @@ def plot_layers(cells, outdir):
         # the longest context, every budget
         longest = max(cs, key=lambda c: int(c["set"].split("_")[-1]))["set"]
         cs = sorted([c for c in cs if c["set"] == longest], key=lambda c: -c["fraction"])
-        fig, axes = plt.subplots(1, len(cs), figsize=(3.6 * len(cs), 3.6), squeeze=False)
+        fig, axes = plt.subplots(1, len(cs), figsize=(max(5.5, 3.6 * len(cs)), 3.8), squeeze=False)
         for ax, c in zip(axes[0], cs):
             L = [r["layer"] for r in c["layers"]]
             o = [r["original_share"] for r in c["layers"]]

@@ -72,7 +72,7 @@ def tables(cells, tag=""):
 
 def speed_table(cells):
     out = ["\n| model | set | policy (mode) | budget | prefill tok/s | decode tok/s | compress share | held/full end | "
-           "peak/full | allocated/full |", "|---|---|---|---|---|---|---|---|---|---|"]
+           "peak held / full at end | allocated / full at end |", "|---|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
         if c.get("tag", "") or c["kind"] == "short":
             continue
@@ -81,7 +81,7 @@ def speed_table(cells):
         out.append(f"| {c['model']} | {c['set']} | {c['policy']} ({c['budget_mode']}) | "
                    f"{'-' if c['policy'] == 'full' else c['fraction_str']} | {c['prefill_tps']:.0f} | "
                    f"{c['decode_tps']:.1f} | {c['compress_share']:.3f} | {c['held_over_full']:.3f} | "
-                   f"{c['peak_over_full']:.3f} | {c['capacity_over_full']:.3f} |")
+                   f"{c['peak_held_bytes'] / c['full_bytes_end']:.3f} | {c['capacity_over_full']:.3f} |")
     return "\n".join(out)
 
 
