@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODEL=models/tiny-qwen3 EXAMPLES=3 LENGTH=4096 TASKS=passkey,multikey BUDGET=1/4 DEVICE=cpu THREADS=1
-SKIP_SETUP=0 OUT=build/demo-out
+SKIP_SETUP=0 OUT=build/demo-out BUILD=${AKCB_BUILD_DIR:-build}
 usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; cat <<'U'
 Options:
   --model DIR      model directory (config.json, *.safetensors, tokenizer.json)   [models/tiny-qwen3]
@@ -50,26 +50,28 @@ if ((SKIP_SETUP == 0)); then
   bash tools/setup.sh
 fi
 
-echo "== build (akcb-eval in build/)"
+echo "== build (akcb-eval in $BUILD/)"
 PY=${PYTHON:-python3}
-if [ ! -f build/build.ninja ] && [ ! -f build/Makefile ]; then
-  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+if [ ! -f "$BUILD/build.ninja" ] && [ ! -f "$BUILD/Makefile" ]; then
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_PREFIX_PATH="$($PY -c 'import torch; print(torch.utils.cmake_prefix_path)')" \
-    -DAKCB_BUILD_TESTS=OFF > build-demo-configure.log 2>&1 || { cat build-demo-configure.log; exit 1; }
-  rm -f build-demo-configure.log
+    -DAKCB_BUILD_TESTS=OFF > "$BUILD.configure.log" 2>&1 || { cat "$BUILD.configure.log"; exit 1; }
 fi
-cmake --build build --target akcb-eval -j"$(nproc)"
+cmake --build "$BUILD" --target akcb-eval -j"$(nproc)"
 
 echo
 echo "== run: $MODEL, $TASKS at $LENGTH tokens, $EXAMPLES examples each; full cache vs mix at $BUDGET of the full KV bytes"
 rm -rf "$OUT"
 t0=$(date +%s.%N)
-build/examples/akcb-eval -m "$MODEL" --tasks "$TASKS" --lengths "$LENGTH" -n "$EXAMPLES" --split test \
+set +e
+"$BUILD/examples/akcb-eval" -m "$MODEL" --tasks "$TASKS" --lengths "$LENGTH" -n "$EXAMPLES" --split test \
   --policies full,mix --budgets "$BUDGET" --budget-modes bytes --ppl-docs 0 --no-short \
-  --device "$DEVICE" --threads "$THREADS" --show-answers --no-progress -o "$OUT" > "$OUT.log" 2>&1 \
-  || { cat "$OUT.log"; exit 1; }
+  --device "$DEVICE" --threads "$THREADS" --show-answers --no-progress -o "$OUT" 2>&1 | tee "$OUT.log" \
+  | { grep --line-buffered -E '^  [a-z]+_[0-9]+_[0-9]+ ' || true; } | sed -u 's/^  //'
+rc=${PIPESTATUS[0]}
+set -e
 t1=$(date +%s.%N)
-grep -E '^  [a-z]+_[0-9]+_[0-9]+ ' "$OUT.log" | sed 's/^  //' || true
+if ((rc != 0)); then cat "$OUT.log"; exit "$rc"; fi
 echo
 $PY - "$OUT/results.json" "$t0" "$t1" <<'PYEOF'
 import json, sys
