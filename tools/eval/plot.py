@@ -53,9 +53,9 @@ def plot_quality(cells, outdir):
     groups = collections.defaultdict(list)
     for c in cells:
         if c["kind"] in ("retrieval", "ppl") and c.get("tag", "") in ("", "tuned"):
-            groups[(c["model"], c["set"], c["split"])].append(c)
+            groups[(c["model"], c["set"], c["split"], c["n"])].append(c)
     files = []
-    for (model, set_, split), cs in sorted(groups.items()):
+    for (model, set_, split, n), cs in sorted(groups.items()):
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         full = [c for c in cs if c["policy"] == "full"]
         series = collections.defaultdict(list)
@@ -79,13 +79,12 @@ def plot_quality(cells, outdir):
         ax.set_xlabel("KV bytes held at the end / full cache (measured)")
         is_ppl = cs[0]["kind"] == "ppl"
         ax.set_ylabel("perplexity (lower is better)" if is_ppl else "exact-match accuracy")
-        n = cs[0]["n"]
         ax.set_title(f"{model}: {set_} ({split}, n={n} {'docs' if is_ppl else 'examples'})", fontsize=10)
         ax.set_xscale("log", base=2)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
-        name = f"quality_{model}_{set_}_{split}.png"
+        name = f"quality_{model}_{set_}_{split}_n{n}.png"
         fig.savefig(os.path.join(outdir, name), dpi=110)
         plt.close(fig)
         files.append(name)

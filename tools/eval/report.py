@@ -45,8 +45,8 @@ def tables(cells, tag=""):
     groups = collections.defaultdict(list)
     for c in cells:
         if c.get("tag", "") == tag and c["kind"] in ("retrieval", "ppl", "short"):
-            groups[(c["model"], c["kind"], c["set"], c["split"])].append(c)
-    for (model, kind, set_, split), cs in sorted(groups.items()):
+            groups[(c["model"], c["kind"], c["set"], c["split"], c["n"])].append(c)
+    for (model, kind, set_, split, _n), cs in sorted(groups.items()):
         full = [c for c in cs if c["policy"] == "full"]
         fracs = sorted({c["fraction"] for c in cs if c["policy"] != "full"}, reverse=True)
         fstr = {c["fraction"]: c["fraction_str"] for c in cs}
