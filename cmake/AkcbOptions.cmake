@@ -44,5 +44,6 @@ function(akcb_add_test)
   target_link_libraries(${T_NAME} PRIVATE akcb::akcb GTest::gtest GTest::gtest_main fmt::fmt ${T_LIBS})
   target_include_directories(${T_NAME} PRIVATE ${PROJECT_SOURCE_DIR}/tests)
   target_precompile_headers(${T_NAME} REUSE_FROM akcb_pch)
+  set_target_properties(${T_NAME} PROPERTIES POSITION_INDEPENDENT_CODE OFF)  # same flags as akcb_pch
   gtest_discover_tests(${T_NAME} PROPERTIES LABELS "${T_LABELS}" DISCOVERY_TIMEOUT 120)
 endfunction()
