@@ -152,7 +152,7 @@ struct Args {
   std::string device = "cpu", dtype = "auto";
   int threads = 1;
   // output
-  std::string out = "eval-out";
+  std::string out = "build/eval-out";
   bool show_answers = false, no_progress = false, force = false;
 };
 
