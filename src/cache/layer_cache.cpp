@@ -78,6 +78,7 @@ void LayerCache::reset() {
   pos_quant_ = at::empty({B_, H_, 0}, opts.dtype(at::kInt));
   cap_o_ = cap_q_ = used_o_ = used_q_ = n_processed_ = n_held_ = last_append_len_ = 0;
   has_holes_ = false;
+  max_head_payload_bytes_ = 0;
 }
 
 int64_t LayerCache::orig_token_bytes() const { return 2 * D_ * static_cast<int64_t>(c10::elementSize(dtype_)); }
@@ -124,6 +125,7 @@ void LayerCache::append(at::Tensor const& k, at::Tensor const& v) {
   at::Tensor pos = at::arange(n_processed_, n_processed_ + S, pos_orig_.options());
   pos_orig_.narrow(2, used_o_, S).copy_(pos.view({1, 1, S}).expand({B_, H_, S}));
   used_o_ += S;
+  max_head_payload_bytes_ += S * orig_token_bytes();
   n_held_ += S;
   n_processed_ += S;
   last_append_len_ = S;
@@ -224,6 +226,9 @@ void LayerCache::compress(at::Tensor const& order, at::Tensor const& scores, int
   used_o_ = Ko;
 
   n_held_ = std::min(window, n_processed_) + keep;
+  at::Tensor head_bytes = (pos_orig_.narrow(2, 0, used_o_) >= 0).sum(-1) * orig_token_bytes() +
+                          (pos_quant_.narrow(2, 0, used_q_) >= 0).sum(-1) * quant_token_bytes();   // [B, H]
+  max_head_payload_bytes_ = head_bytes.max().item<int64_t>();
   int64_t const heads = B_ * H_;
   has_holes_ = (Ko * heads != n_o) || (used_q_ * heads != n_q + n_d);
   AKCB_ASSERT(n_o + n_q + n_d == n_held_ * heads, "held count mismatch after compression: ", n_o, " + ", n_q, " + ",

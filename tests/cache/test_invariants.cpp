@@ -168,6 +168,16 @@ TEST_P(InvariantTest, Inv4_BudgetAndWindowAfterEveryCompression) {
     auto st = cache.stats();
     for (int64_t l = 0; l < 2; ++l) {
       check_window(l);
+      {
+        // After every step (all compressions done), in both modes: no KV head holds more
+        // payload than C * b_orig.
+        auto const& lc = cache.layer(l);
+        at::Tensor n_o = (lc.pos_orig().narrow(2, 0, lc.used_orig()) >= 0).sum(-1);
+        at::Tensor n_q = (lc.pos_quant().narrow(2, 0, lc.used_quant()) >= 0).sum(-1);
+        at::Tensor bytes = n_o * lc.orig_token_bytes() + n_q * lc.quant_token_bytes();
+        EXPECT_LE(bytes.max().item<int64_t>(), cache.bytes_budget()) << "layer " << l << " at " << lc.n_processed();
+        EXPECT_EQ(bytes.max().item<int64_t>(), lc.max_head_payload_bytes());
+      }
       if (st.layers[l].n_compressions == seen[l]) continue;  // only right after a compression
       seen[l] = st.layers[l].n_compressions;
       ++checked;
@@ -271,6 +281,46 @@ TEST(BudgetModeBytes, BuysMoreTokensForQuantizingPoliciesOnly) {
   cfg.budget_mode = BudgetMode::kBytes;
   AnyCache cache(cfg, CacheShape{1, 1, 2, 64, at::kBFloat16, c10::Device(c10::kCPU)});
   EXPECT_EQ(cache.budget(0).held_limit(8), 8 + (56 * 256) / 136);
+}
+
+}  // namespace
+
+namespace {
+
+// bytes mode: a prompt shorter than the token limit (W + O_l + Q_l) but over C * b_orig is
+// brought within the byte budget by demotion alone, and every decode step stays within it.
+TEST(BudgetModeBytes, NeverMoreBytesThanTheBudgetAfterAnyStep) {
+  for (PolicyKind p : {PolicyKind::kQuant, PolicyKind::kMix}) {
+    at::manual_seed(3);
+    CacheConfig cfg = test::small_config(p, 64, 8);
+    cfg.budget_mode = BudgetMode::kBytes;
+    cfg.ratio_scope = RatioScope::kGlobal;
+    CacheShape s{2, 1, 2, 64, at::kBFloat16, c10::Device(c10::kCPU)};
+    AnyCache cache(cfg, s);
+    int64_t pos = 0, max_held = 0, demote_only = 0;
+    std::vector<int64_t> steps{100};
+    for (int i = 0; i < 150; ++i) steps.push_back(1);
+    for (int64_t S : steps) {
+      for (int64_t l = 0; l < 2; ++l) {
+        cache.attend(l, (at::randn({1, 4, S, 64}) * (1.0 + l)).to(at::kBFloat16),
+                     at::randn({1, 2, S, 64}).to(at::kBFloat16), at::randn({1, 2, S, 64}).to(at::kBFloat16), pos);
+      }
+      cache.commit();
+      pos += S;
+      for (int64_t l = 0; l < 2; ++l) {
+        auto const& lc = cache.layer(l);
+        at::Tensor n_o = (lc.pos_orig().narrow(2, 0, lc.used_orig()) >= 0).sum(-1);
+        at::Tensor n_q = (lc.pos_quant().narrow(2, 0, lc.used_quant()) >= 0).sum(-1);
+        at::Tensor bytes = n_o * lc.orig_token_bytes() + n_q * lc.quant_token_bytes();
+        ASSERT_LE(bytes.max().item<int64_t>(), cache.bytes_budget()) << to_string(p) << " layer " << l << " at " << pos;
+        max_held = std::max(max_held, lc.n_held());
+        if (lc.n_processed() == lc.n_held() && n_q.sum().item<int64_t>() > 0) ++demote_only;
+      }
+    }
+    EXPECT_EQ(pos, 250);
+    EXPECT_GT(max_held, 64) << to_string(p) << ": bytes mode holds more tokens than C";
+    EXPECT_GT(demote_only, 0) << to_string(p) << ": the 100-token prompt fits the token limit, so bytes alone compressed it";
+  }
 }
 
 }  // namespace

@@ -180,7 +180,7 @@ class AdaptiveCache {
   /// \throws c10::Error if the policy needs scores and none were observed since the last append.
   bool compress(int64_t layer) {
     check_layer_(layer);
-    if (!compresses_() || layers_[layer].n_held() <= held_limit(layer)) return false;
+    if (!compresses_() || (layers_[layer].n_held() <= held_limit(layer) && !over_bytes_(layer))) return false;
     if constexpr (Policy::kUsesScores) {
       AKCB_CHECK(scoring_[layer].pending, "compress(", layer, "): no scores observed since the last append; call "
                  "observe() or observe_probs() first");
@@ -339,7 +339,13 @@ class AdaptiveCache {
   /// A layer that holds no more than min(C, limit) tokens cannot be over its limit whatever its
   /// ratio turns out to be (bytes-mode limits only grow past C).
   bool maybe_over_(int64_t layer) const {
-    return layers_[layer].n_held() > std::min(cfg_.cache_size, held_limit(layer));
+    return layers_[layer].n_held() > std::min(cfg_.cache_size, held_limit(layer)) || over_bytes_(layer);
+  }
+
+  /// bytes mode: some KV head holds more payload than C * b_orig (possible below the token
+  /// limit, since new and unscored tokens are Original).
+  bool over_bytes_(int64_t layer) const {
+    return cfg_.budget_mode == BudgetMode::kBytes && layers_[layer].max_head_payload_bytes() > bytes_budget();
   }
 
   /// Scoring after a step whose newest queries are `q` at positions `qpos`.
@@ -411,13 +417,24 @@ class AdaptiveCache {
     if (!sc.pending) return false;
     sc.pending = false;
     auto const b = budget(layer);
-    if (lc.n_held() <= b.held_limit(cfg_.window_size)) return false;
+    bool const over_tokens = lc.n_held() > b.held_limit(cfg_.window_size);
+    if (!over_tokens && !over_bytes_(layer)) return false;
     auto const t0 = std::chrono::steady_clock::now();
     int64_t const P = sc.order.size(2);
-    int64_t const keep = sc.pending_prefill
-                             ? b.origin_past + b.quant_past
-                             : static_cast<int64_t>(std::floor((1.0 - cfg_.evict_fraction) * static_cast<double>(P)));
-    lc.compress(sc.order, sc.scores, std::min(keep, P), b.origin_past, cfg_.window_size);
+    int64_t keep = P, origin_slots = b.origin_past;
+    if (over_tokens) {
+      keep = sc.pending_prefill
+                 ? b.origin_past + b.quant_past
+                 : static_cast<int64_t>(std::floor((1.0 - cfg_.evict_fraction) * static_cast<double>(P)));
+    } else {
+      // bytes mode, within the token limit but over the bytes: evict nothing, demote Original
+      // past tokens beyond the Original budget. P <= O_l + Q_l, so (W + O_l) Original and the
+      // rest Quantized fit in C * b_orig. In decode, demote evict_fraction of O_l more, so that
+      // the tokens leaving the window do not trigger this again at every step.
+      if (!sc.pending_prefill)
+        origin_slots -= static_cast<int64_t>(std::ceil(cfg_.evict_fraction * static_cast<double>(b.origin_past)));
+    }
+    lc.compress(sc.order, sc.scores, std::min(keep, P), std::max<int64_t>(origin_slots, 0), cfg_.window_size);
     // A long prefill chunk grows the Original block far past what decode needs: release it,
     // keeping room for the tokens appended before the next compression.
     int64_t const room = b.held_limit(cfg_.window_size) + 1 - lc.n_held();

@@ -87,6 +87,9 @@ class LayerCache {
   int64_t capacity_orig() const { return cap_o_; }
   int64_t capacity_quant() const { return cap_q_; }
   bool has_holes() const { return has_holes_; }
+  /// Largest K+V payload (Original + Quantized, scales included) held by one (b, h), in bytes.
+  /// Exact: recomputed at each compression (one host sync there), advanced on append.
+  int64_t max_head_payload_bytes() const { return max_head_payload_bytes_; }
   int64_t last_append_len() const { return last_append_len_; }
 
   /// The storage tensors (for tests and advanced users).
@@ -124,6 +127,7 @@ class LayerCache {
   int64_t n_held_ = 0;
   int64_t last_append_len_ = 0;
   bool has_holes_ = false;
+  int64_t max_head_payload_bytes_ = 0;
 };
 
 }  // namespace detail
