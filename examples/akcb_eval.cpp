@@ -8,6 +8,8 @@
 #include <akcb/models/llama.hpp>
 #include <akcb/models/tokenizer.hpp>
 
+#include "cli_common.hpp"
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <CLI/CLI.hpp>
@@ -19,7 +21,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdarg>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -29,6 +30,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -39,20 +41,7 @@ using akcb::PolicyKind;
 using nlohmann::json;
 namespace am = akcb::models;
 using Clock = std::chrono::steady_clock;
-
-std::string strf(char const* format, ...) __attribute__((format(printf, 1, 2)));
-std::string strf(char const* format, ...) {
-  va_list ap;
-  va_start(ap, format);
-  va_list ap2;
-  va_copy(ap2, ap);
-  int const n = std::vsnprintf(nullptr, 0, format, ap);
-  va_end(ap);
-  std::string out(n > 0 ? static_cast<size_t>(n) : 0, '\0');
-  if (n > 0) std::vsnprintf(out.data(), out.size() + 1, format, ap2);
-  va_end(ap2);
-  return out;
-}
+using akcb::examples::strf;
 
 std::vector<std::string> split_list(std::string const& s) {
   std::vector<std::string> out;
@@ -122,6 +111,8 @@ std::string fmt_fraction(double f) {
 
 // ------------------------------------------------------------------ arguments
 
+constexpr int64_t kWindowDefault = 32;
+
 struct Args {
   std::vector<std::string> models{"models/tiny-qwen3"};
   std::string evaldata = "evaldata";
@@ -138,12 +129,8 @@ struct Args {
   // short context
   bool no_short = false;
   int64_t short_examples = 2;
-  // cache
-  int64_t window_size = 32;
-  std::optional<double> tau1, tau2, tau3, gamma;
-  bool authors_tuned = false;
-  double evict_fraction = 0.25;
-  std::string quant_dtype = "fp8_e4m3", ratio_scope = "running";
+  // cache (W defaults to kWindowDefault, not CacheConfig's 128: the bundled models' prompts are 1-8k)
+  akcb::examples::CacheOptions cache;
   int64_t prefill_chunk = 0;
   // tuning
   int64_t tune = 0;
@@ -404,7 +391,7 @@ class Runner {
               {"quant_dtype", akcb::to_string(c.base.quant_dtype)},
               {"ratio_scope", akcb::to_string(c.base.ratio_scope)},
               {"prefill_chunk", a_.prefill_chunk},
-              {"dtype", m.model->dtype() == at::kBFloat16 ? "bf16" : m.model->dtype() == at::kHalf ? "fp16" : "fp32"},
+              {"dtype", akcb::examples::dtype_name(m.model->dtype())},
               {"device", m.model->device().str()},
               {"threads", at::get_num_threads()},
               {"n", n},
@@ -481,6 +468,16 @@ Inputs ppl_inputs(Args const& a, Loaded const& m) {
 
 double share(double x, double base) { return base > 0 ? x / base : std::nan(""); }
 
+/// 95% Wilson score interval of k successes in n trials (z = 1.96); {0, 1} when n = 0.
+std::pair<double, double> wilson95(int64_t k, int64_t n) {
+  if (n <= 0) return {0.0, 1.0};
+  double const z = 1.959963984540054, nn = static_cast<double>(n), p = static_cast<double>(k) / nn;
+  double const den = 1 + z * z / nn;
+  double const mid = (p + z * z / (2 * nn)) / den;
+  double const half = z * std::sqrt(p * (1 - p) / nn + z * z / (4 * nn * nn)) / den;
+  return {std::max(0.0, mid - half), std::min(1.0, mid + half)};
+}
+
 /// Adds "share of full" fields to every cell from the full cell of the same model/set/split.
 void add_shares(std::vector<json>& cells) {
   std::map<std::string, json const*> full;
@@ -488,11 +485,17 @@ void add_shares(std::vector<json>& cells) {
     if (c["policy"] == "full" && c["tag"] == "")
       full[c["model"].get<std::string>() + "|" + c["set"].get<std::string>() + "|" + c["split"].get<std::string>()] = &c;
   for (auto& c : cells) {
+    if (c.contains("n_exact")) {
+      auto const [lo, hi] = wilson95(c["n_exact"].get<int64_t>(), c["n"].get<int64_t>());
+      c["acc_exact_lo95"] = lo;
+      c["acc_exact_hi95"] = hi;
+    }
     auto it = full.find(c["model"].get<std::string>() + "|" + c["set"].get<std::string>() + "|" +
                         c["split"].get<std::string>());
     if (it == full.end()) continue;
     json const& f = *it->second;
     if (c.contains("acc_exact")) {
+      c["n_exact_full"] = f["n_exact"];
       c["acc_exact_share_full"] = share(c["acc_exact"].get<double>(), f["acc_exact"].get<double>());
       c["acc_contains_share_full"] = share(c["acc_contains"].get<double>(), f["acc_contains"].get<double>());
       // per-example agreement with full (same greedy completion)
@@ -521,11 +524,20 @@ std::string num(json const& j, char const* k, char const* f = "%.3f") {
   return std::isnan(v) ? "" : strf(f, v);
 }
 
+/// "0.350 (7/20, 0.18-0.57)" for a retrieval cell, "" otherwise.
+std::string exact_cell(json const& c) {
+  if (!c.contains("n_exact")) return "";
+  return strf("%.3f (%lld/%lld, %.2f-%.2f)", c["acc_exact"].get<double>(), static_cast<long long>(c["n_exact"].get<int64_t>()),
+              static_cast<long long>(c["n"].get<int64_t>()), c["acc_exact_lo95"].get<double>(),
+              c["acc_exact_hi95"].get<double>());
+}
+
 void write_outputs(Args const& a, std::vector<json> const& cells, json const& extra) {
   make_dirs(a.out);
   std::vector<std::string> const cols = {
       "model", "kind", "set", "split", "tag", "policy", "budget_mode", "fraction", "mean_cache_size", "n",
-      "acc_exact", "acc_contains", "acc_exact_share_full", "acc_contains_share_full", "same_tokens_as_full",
+      "n_exact", "acc_exact", "acc_exact_lo95", "acc_exact_hi95", "n_contains", "acc_contains", "n_exact_full",
+      "acc_exact_share_full", "acc_contains_share_full", "same_tokens_as_full",
       "same_logits_as_full", "ppl", "ppl_over_full", "held_over_full", "peak_over_full", "capacity_over_full",
       "held_bytes_end", "full_bytes_end", "peak_held_bytes", "capacity_bytes", "prefill_tps", "decode_tps",
       "compress_share", "prefill_seconds", "decode_seconds", "compress_seconds", "window_size", "gamma", "tau",
@@ -558,7 +570,7 @@ void write_outputs(Args const& a, std::vector<json> const& cells, json const& ex
         "cache on the same inputs. Bytes: KV held at the end / full cache at the same length (payload + metadata). "
         "tok/s on " << (cells.empty() ? std::string("?") : cells[0]["device"].get<std::string>()) << " with "
      << at::get_num_threads() << " threads.\n\n";
-  md << "| model | set | split | policy | budget mode | budget | C | n | exact | contains | exact/full | ppl | "
+  md << "| model | set | split | policy | budget mode | budget | C | n | exact (k/n, 95% Wilson) | contains | exact/full | ppl | "
         "ppl/full | held/full | peak/full | prefill tok/s | decode tok/s | compress share |\n";
   md << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (auto const& c : cells) {
@@ -567,8 +579,8 @@ void write_outputs(Args const& a, std::vector<json> const& cells, json const& ex
     md << "| " << c["model"].get<std::string>() << " | " << c["set"].get<std::string>() << " | "
        << c["split"].get<std::string>() << " | " << pol << " | " << c["budget_mode"].get<std::string>() << " | "
        << (c["policy"] == "full" ? std::string("-") : c["fraction_str"].get<std::string>()) << " | "
-       << num(c, "mean_cache_size", "%.0f") << " | " << c["n"].get<int64_t>() << " | " << num(c, "acc_exact")
-       << " | " << num(c, "acc_contains") << " | " << num(c, "acc_exact_share_full") << " | " << num(c, "ppl", "%.3f")
+       << num(c, "mean_cache_size", "%.0f") << " | " << c["n"].get<int64_t>() << " | " << exact_cell(c) << " | "
+       << num(c, "acc_contains") << " | " << num(c, "acc_exact_share_full") << " | " << num(c, "ppl", "%.3f")
        << " | " << num(c, "ppl_over_full", "%.4f") << " | " << num(c, "held_over_full") << " | "
        << num(c, "peak_over_full") << " | " << num(c, "prefill_tps", "%.0f") << " | " << num(c, "decode_tps", "%.1f")
        << " | " << num(c, "compress_share", "%.3f") << " |\n";
@@ -609,18 +621,7 @@ void print_table(std::vector<json> const& cells) {
 
 // ------------------------------------------------------------------ main flow
 
-CacheConfig base_config(Args const& a) {
-  CacheConfig c = a.authors_tuned ? CacheConfig::authors_tuned() : CacheConfig{};
-  c.window_size = a.window_size;
-  if (a.tau1) c.tau1 = *a.tau1;
-  if (a.tau2) c.tau2 = *a.tau2;
-  if (a.tau3) c.tau3 = *a.tau3;
-  if (a.gamma) c.gamma = *a.gamma;
-  c.evict_fraction = a.evict_fraction;
-  c.quant_dtype = akcb::parse_quant_dtype(a.quant_dtype);
-  c.ratio_scope = akcb::parse_ratio_scope(a.ratio_scope);
-  return c;
-}
+CacheConfig base_config(Args const& a) { return a.cache.to_config(kWindowDefault); }
 
 int run(Args const& a) {
   auto const t_start = Clock::now();
@@ -651,10 +652,7 @@ int run(Args const& a) {
     m.config = am::ModelConfig::load(dir);
     am::LoadOptions lo;
     lo.device = device;
-    if (a.dtype == "fp32") lo.dtype = at::kFloat;
-    else if (a.dtype == "bf16") lo.dtype = at::kBFloat16;
-    else if (a.dtype == "fp16") lo.dtype = at::kHalf;
-    else AKCB_CHECK(a.dtype == "auto", "--dtype must be auto, fp32, bf16 or fp16, got ", a.dtype);
+    if (auto const dt = akcb::examples::parse_dtype(a.dtype)) lo.dtype = *dt;
     m.model = std::make_unique<am::LlamaModel>(am::LlamaModel::load(dir, lo));
     m.tok = std::make_unique<am::Tokenizer>(am::Tokenizer::from_dir(dir));
     am::GenerationDefaults const gd = am::GenerationDefaults::load(dir);
@@ -884,15 +882,7 @@ int main(int argc, char** argv) {
   app.add_option("--ppl-prefix", a.ppl_prefix, "Prefilled tokens; the rest is teacher-forced one at a time")->capture_default_str();
   app.add_flag("--no-short", a.no_short, "Skip the short-context check");
   app.add_option("--short-examples", a.short_examples, "Examples of passkey_1024 in the short-context check")->capture_default_str();
-  app.add_option("--window-size", a.window_size, "W")->capture_default_str();
-  app.add_option("--tau1", a.tau1, "tau1 [0.1]");
-  app.add_option("--tau2", a.tau2, "tau2 [0.3]");
-  app.add_option("--tau3", a.tau3, "tau3 [0.6]");
-  app.add_option("--gamma", a.gamma, "gamma [1.0]");
-  app.add_flag("--authors-tuned", a.authors_tuned, "Start from the authors' tau/gamma (W stays --window-size)");
-  app.add_option("--evict-fraction", a.evict_fraction, "Share of the past dropped per decode compression")->capture_default_str();
-  app.add_option("--quant-dtype", a.quant_dtype, "fp8_e4m3 | int8")->capture_default_str();
-  app.add_option("--ratio-scope", a.ratio_scope, "running | global")->capture_default_str();
+  akcb::examples::add_cache_options(&app, a.cache, kWindowDefault);
   app.add_option("--prefill-chunk", a.prefill_chunk, "Prompt tokens per prefill forward (0 = whole prompt)")->capture_default_str();
   app.add_option("--tune", a.tune, "Random search: N trials of tau1-3/gamma for mix on the dev split, then the best on --split")
       ->capture_default_str();
@@ -904,19 +894,5 @@ int main(int argc, char** argv) {
   app.add_flag("--show-answers", a.show_answers, "Print every expected and generated answer");
   app.add_flag("--no-progress", a.no_progress, "No progress lines");
   app.add_flag("--force", a.force, "Re-run cells that already have a result file");
-  try {
-    app.parse(argc, argv);
-  } catch (CLI::ParseError const& e) {
-    return app.exit(e);
-  }
-  try {
-    return run(a);
-  } catch (c10::Error const& e) {
-    std::cerr << "akcb-eval: error: " << e.what_without_backtrace() << "\n";
-  } catch (CLI::Error const& e) {
-    std::cerr << "akcb-eval: error: " << e.what() << "\n";
-  } catch (std::exception const& e) {
-    std::cerr << "akcb-eval: error: " << e.what() << "\n";
-  }
-  return 1;
+  return akcb::examples::run_main(app, "akcb-eval", argc, argv, [&] { return run(a); });
 }

@@ -8,6 +8,8 @@
 #include <akcb/models/llama.hpp>
 #include <akcb/models/tokenizer.hpp>
 
+#include "cli_common.hpp"
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <CLI/CLI.hpp>
@@ -16,7 +18,6 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdarg>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -26,6 +27,8 @@
 
 namespace {
 
+using akcb::examples::dtype_name;
+using akcb::examples::strf;
 using akcb::models::GenerationDefaults;
 using akcb::models::LlamaModel;
 using nlohmann::json;
@@ -39,10 +42,9 @@ struct Args {
   int64_t batch = 1;
   // cache
   std::string policy = "mix";
-  bool authors_tuned = false;
-  std::optional<int64_t> cache_size, window_size, sink_tokens, pool_kernel;
-  std::optional<double> tau1, tau2, tau3, gamma, evict_fraction;
-  std::string quant_dtype = "fp8_e4m3", budget_mode = "tokens", ratio_scope = "running";
+  std::optional<int64_t> cache_size, sink_tokens;
+  akcb::examples::CacheOptions cache;  // W, tau, gamma, evict fraction, pooling, quant dtype, scope
+  std::string budget_mode = "tokens";
   bool no_compress = false;
   // device
   std::string device = "cpu", dtype = "auto";
@@ -86,18 +88,6 @@ std::vector<int64_t> parse_ids(std::string const& s) {
   return ids;
 }
 
-c10::ScalarType parse_dtype(std::string const& s, c10::ScalarType fallback) {
-  if (s == "auto") return fallback;
-  if (s == "fp32" || s == "float32") return at::kFloat;
-  if (s == "bf16" || s == "bfloat16") return at::kBFloat16;
-  if (s == "fp16" || s == "float16") return at::kHalf;
-  throw CLI::ValidationError("--dtype", "'" + s + "' must be one of auto, fp32, bf16, fp16");
-}
-
-std::string dtype_name(c10::ScalarType t) {
-  return t == at::kBFloat16 ? "bf16" : t == at::kHalf ? "fp16" : "fp32";
-}
-
 /// A one-line progress bar on stderr.
 class ProgressBar {
  public:
@@ -118,22 +108,6 @@ class ProgressBar {
   bool enabled_;
   std::chrono::steady_clock::time_point t0_;
 };
-
-/// printf into a std::string. (Not fmt: LibTorch ships fmt headers of another major version than
-/// the distribution's libfmt, so fmt calls from code that includes ATen do not link reliably.)
-std::string strf(char const* format, ...) __attribute__((format(printf, 1, 2)));
-std::string strf(char const* format, ...) {
-  va_list ap;
-  va_start(ap, format);
-  va_list ap2;
-  va_copy(ap2, ap);
-  int const n = std::vsnprintf(nullptr, 0, format, ap);
-  va_end(ap);
-  std::string out(n > 0 ? static_cast<size_t>(n) : 0, '\0');
-  if (n > 0) std::vsnprintf(out.data(), out.size() + 1, format, ap2);
-  va_end(ap2);
-  return out;
-}
 
 std::string human_bytes(double b) {
   char const* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -162,7 +136,7 @@ int run(Args const& a) {
   akcb::models::ModelConfig const mcfg = akcb::models::ModelConfig::load(a.model_dir);
   akcb::models::LoadOptions lo;
   lo.device = device;
-  if (a.dtype != "auto") lo.dtype = parse_dtype(a.dtype, at::kFloat);
+  if (auto const dt = akcb::examples::parse_dtype(a.dtype)) lo.dtype = *dt;
   auto const t_load0 = std::chrono::steady_clock::now();
   LlamaModel const model = LlamaModel::load(a.model_dir, lo);
   double const load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load0).count();
@@ -202,20 +176,11 @@ int run(Args const& a) {
   at::Tensor const prompt = at::tensor(ids, at::kLong).view({1, S}).repeat({a.batch, 1});  // [B, S]
 
   // ---- cache
-  akcb::CacheConfig cc = a.authors_tuned ? akcb::CacheConfig::authors_tuned() : akcb::CacheConfig{};
+  akcb::CacheConfig cc = a.cache.to_config();
   cc.policy = akcb::parse_policy(a.policy);
   if (a.cache_size) cc.cache_size = *a.cache_size;
-  if (a.window_size) cc.window_size = *a.window_size;
   if (a.sink_tokens) cc.sink_tokens = *a.sink_tokens;
-  if (a.pool_kernel) cc.pool_kernel = *a.pool_kernel;
-  if (a.tau1) cc.tau1 = *a.tau1;
-  if (a.tau2) cc.tau2 = *a.tau2;
-  if (a.tau3) cc.tau3 = *a.tau3;
-  if (a.gamma) cc.gamma = *a.gamma;
-  if (a.evict_fraction) cc.evict_fraction = *a.evict_fraction;
-  cc.quant_dtype = akcb::parse_quant_dtype(a.quant_dtype);
   cc.budget_mode = akcb::parse_budget_mode(a.budget_mode);
-  cc.ratio_scope = akcb::parse_ratio_scope(a.ratio_scope);
   cc.compress = !a.no_compress;
   akcb::AnyCache cache(cc, akcb::models::cache_shape_for(model, a.batch));
 
@@ -385,22 +350,11 @@ int main(int argc, char** argv) {
   auto* gc = app.add_option_group("cache", "KV cache (ALGORITHM.md)");
   gc->add_option("--policy", a.policy, "full | window | origin | quant | mix")->capture_default_str();
   gc->add_option("--cache-size", a.cache_size, "C: token budget per layer and KV head, window included [4096]");
-  gc->add_option("--window-size", a.window_size, "W: recent tokens always Original, never scored [128]");
   gc->add_option("--sink-tokens", a.sink_tokens, "window policy: first positions pinned (StreamingLLM) [0]");
-  gc->add_option("--tau1", a.tau1, "temperature of the entropy term of the layer score [0.1]");
-  gc->add_option("--tau2", a.tau2, "temperature of the variance term [0.3]");
-  gc->add_option("--tau3", a.tau3, "temperature of the kurtosis term [0.6]");
-  gc->add_option("--gamma", a.gamma, "weight of the variance term of the heavy-hitter score [1.0]");
-  gc->add_option("--evict-fraction", a.evict_fraction, "share of the scored past dropped per decode compression [0.25]");
-  gc->add_option("--pool-kernel", a.pool_kernel, "width of the average pooling of scores, odd [5]");
-  gc->add_option("--quant-dtype", a.quant_dtype, "fp8_e4m3 | int8")->capture_default_str();
+  akcb::examples::add_cache_options(gc, a.cache, akcb::CacheConfig{}.window_size);
   gc->add_option("--budget-mode", a.budget_mode, "tokens (C counts tokens) | bytes (C tokens' worth of bytes)")
       ->capture_default_str();
-  gc->add_option("--ratio-scope", a.ratio_scope, "running | global (max of layer scores over layers 0..l or all)")
-      ->capture_default_str();
   gc->add_flag("--no-compress", a.no_compress, "Master switch off: behaves like policy full");
-  gc->add_flag("--authors-tuned", a.authors_tuned,
-               "Start from the authors' tuned setting (W=32, tau=7.774/5.407/5.528, gamma=263.81)");
 
   auto* gd = app.add_option_group("device", "Device and precision");
   gd->add_option("--device", a.device, "cpu | cuda | cuda:N")->capture_default_str();
@@ -431,19 +385,5 @@ int main(int argc, char** argv) {
       "  akcb-generate -m models/tiny-llama3 -p \"Once upon a time\" -n 64 --policy mix --cache-size 256 --window-size 32\n"
       "  akcb-generate -m Llama-3.2-1B-Instruct --chat -p \"Explain KV caches.\" --device cuda --dtype bf16 --json");
 
-  try {
-    app.parse(argc, argv);
-  } catch (CLI::ParseError const& e) {
-    return app.exit(e);
-  }
-  try {
-    return run(a);
-  } catch (c10::Error const& e) {
-    std::cerr << "akcb-generate: error: " << e.what_without_backtrace() << "\n";
-  } catch (CLI::Error const& e) {
-    std::cerr << "akcb-generate: error: " << e.what() << "\n";
-  } catch (std::exception const& e) {
-    std::cerr << "akcb-generate: error: " << e.what() << "\n";
-  }
-  return 1;
+  return akcb::examples::run_main(app, "akcb-generate", argc, argv, [&] { return run(a); });
 }
