@@ -5,12 +5,16 @@
 
 For every (model, set) with retrieval or perplexity cells: quality against the KV bytes held
 (measured, as a share of a full cache at the same length), one line per policy and budget mode;
-the full cache is the star at 1.0. For every model: per-layer origin ratio r_l and the
-Original / Quantized / Evicted shares of the token-heads of `mix` (bytes mode) at each budget.
+the full cache is the star at 1.0; accuracies carry 95% Wilson intervals. For every model:
+per-layer origin ratio r_l and the Original / Quantized / Evicted shares of the token-heads of `mix`
+(bytes mode) at each budget. For every model and context length with cells at 1/4 of the bytes:
+the verdict bars (accuracy of every policy at equal bytes, with intervals, k/n on the bars) and the
+per-layer share of the needle still held after the prefill.
 """
 import argparse
 import collections
 import json
+import math
 import os
 
 import matplotlib
@@ -43,6 +47,17 @@ def load(dirs):
     return out
 
 
+def wilson95(k, n):
+    if n <= 0:
+        return 0.0, 1.0
+    z = 1.959963984540054
+    p = k / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, mid - half), min(1.0, mid + half)
+
+
 def quality(c):
     if c["kind"] == "ppl":
         return c.get("ppl")
@@ -64,15 +79,21 @@ def plot_quality(cells, outdir):
                 continue
             name = (c["policy"], c["budget_mode"])
             label_tag = " tuned" if c.get("tag") == "tuned" else ""
-            series[(name, label_tag)].append((c["held_over_full"], quality(c), c["fraction_str"]))
+            ci = wilson95(c["n_exact"], c["n"]) if "n_exact" in c else None
+            series[(name, label_tag)].append((c["held_over_full"], quality(c), c["fraction_str"], ci))
         for ((pol, mode), tag), pts in sorted(series.items()):
-            pts.sort()
+            pts.sort(key=lambda p: p[0])
             color, marker, ls = STYLE.get((pol, mode), ("black", "x", ":"))
             if tag:
                 ls = ":"
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, ls=ls, color=color,
-                    label=f"{pol} ({mode}){tag}")
-            for x, y, fs in pts:
+            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+            if all(p[3] for p in pts):
+                err = [[y - p[3][0] for y, p in zip(ys, pts)], [p[3][1] - y for y, p in zip(ys, pts)]]
+                ax.errorbar(xs, ys, yerr=err, marker=marker, ls=ls, color=color, capsize=2, elinewidth=0.7,
+                            label=f"{pol} ({mode}){tag}")
+            else:
+                ax.plot(xs, ys, marker=marker, ls=ls, color=color, label=f"{pol} ({mode}){tag}")
+            for x, y, fs, _ in pts:
                 ax.annotate(fs, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6, color=color)
         for f in full:
             ax.plot([f["held_over_full"]], [quality(f)], marker="*", ms=14, color="black", ls="none", label="full")
@@ -125,14 +146,110 @@ def plot_layers(cells, outdir):
     return files
 
 
+QUARTER = [("full", "tokens=bytes"), ("window", "tokens=bytes"), ("origin", "tokens=bytes"), ("quant", "bytes"),
+           ("mix", "bytes")]
+COLORS = {"full": "black", "window": "tab:gray", "origin": "tab:blue", "quant": "tab:orange", "mix": "tab:green"}
+
+
+def quarter_groups(cells):
+    """{model: {length: {(policy, mode, tag): [cells over tasks]}}} for full and every policy at 1/4."""
+    g = collections.defaultdict(lambda: collections.defaultdict(lambda: collections.defaultdict(list)))
+    for c in cells:
+        if c["kind"] != "retrieval":
+            continue
+        tag = c.get("tag", "")
+        if tag not in ("", "tuned"):
+            continue
+        if c["policy"] != "full" and abs(c["fraction"] - 0.25) > 1e-9:
+            continue
+        if c["policy"] == "full" and tag:
+            continue
+        g[c["model"]][int(c["set"].split("_")[-1])][(c["policy"], c["budget_mode"], tag)].append(c)
+    return g
+
+
+def plot_verdict(cells, outdir, split_label):
+    """Bars: exact accuracy (tasks pooled) of every policy at 1/4 of the bytes, per context length."""
+    files = []
+    for model, by_len in sorted(quarter_groups(cells).items()):
+        lengths = sorted(by_len)
+        names = [(p, m, "") for p, m in QUARTER]
+        if any(("mix", "bytes", "tuned") in by_len[L] for L in lengths):
+            names.append(("mix", "bytes", "tuned"))
+        fig, ax = plt.subplots(figsize=(max(6.0, 1.6 + 2.6 * len(lengths)), 3.8))
+        width = 0.8 / len(names)
+        for i, name in enumerate(names):
+            for j, L in enumerate(lengths):
+                cs = by_len[L].get(name)
+                if not cs:
+                    continue
+                k = sum(c["n_exact"] for c in cs)
+                n = sum(c["n"] for c in cs)
+                lo, hi = wilson95(k, n)
+                x = j + (i - (len(names) - 1) / 2) * width
+                ax.bar(x, k / n, width, color=COLORS[name[0]], alpha=0.55 if name[2] else 1.0,
+                       hatch="//" if name[2] else None,
+                       label=(f"{name[0]}" + ("" if name[0] in ("full", "window", "origin") else f" ({name[1]})")
+                              + (" tuned" if name[2] else "")) if j == 0 else None)
+                ax.errorbar(x, k / n, yerr=[[k / n - lo], [hi - k / n]], color="black", capsize=2, lw=0.8)
+                ax.annotate(f"{k}/{n}", (x, hi), textcoords="offset points", xytext=(0, 2), ha="center", fontsize=6)
+        ax.set_xticks(range(len(lengths)))
+        ax.set_xticklabels([f"{L} tokens" for L in lengths])
+        ax.set_ylabel("exact match (passkey + multikey)")
+        ax.set_ylim(0, 1.12)
+        ax.set_title(f"{model}: every policy at 1/4 of the full KV bytes\n({split_label}; bars: 95% Wilson intervals)", fontsize=9)
+        ax.legend(fontsize=7, ncol=3, loc="upper right")
+        ax.grid(True, axis="y", alpha=0.3)
+        fig.tight_layout()
+        name = f"verdict_{model}.png"
+        fig.savefig(os.path.join(outdir, name), dpi=110)
+        plt.close(fig)
+        files.append(name)
+    return files
+
+
+def plot_needle_layers(cells, outdir):
+    """Per layer: share of the needle's (KV head, answer token) pairs held after the prefill, at 1/4."""
+    files = []
+    for model, by_len in sorted(quarter_groups(cells).items()):
+        lengths = sorted(by_len)
+        fig, axes = plt.subplots(1, len(lengths), figsize=(4.2 * len(lengths), 3.6), squeeze=False)
+        for ax, L in zip(axes[0], lengths):
+            for pol, mode in QUARTER[1:]:
+                exs = [e for c in by_len[L].get((pol, mode, ""), []) for e in c["examples"] if e.get("needle_kept_per_layer")]
+                if not exs:
+                    continue
+                nl = len(exs[0]["needle_kept_per_layer"])
+                ys = [sum(e["needle_kept_per_layer"][l] for e in exs) / len(exs) for l in range(nl)]
+                ax.plot(range(nl), ys, marker="o", color=COLORS[pol], label=f"{pol} ({mode})")
+            ax.set_title(f"{L} tokens", fontsize=9)
+            ax.set_xlabel("layer")
+            ax.set_ylim(-0.02, 1.02)
+            ax.grid(True, alpha=0.3)
+        axes[0][0].set_ylabel("needle token-heads held after prefill")
+        axes[0][-1].legend(fontsize=7)
+        fig.suptitle(f"{model}: needle survival per layer at 1/4 of the bytes", fontsize=10)
+        fig.tight_layout()
+        name = f"needle_layers_{model}.png"
+        fig.savefig(os.path.join(outdir, name), dpi=110)
+        plt.close(fig)
+        files.append(name)
+    return files
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dirs", nargs="+", help="akcb-eval output directories (with results.json)")
     ap.add_argument("--out", default="docs/plots")
+    ap.add_argument("--verdict-only", action="store_true", help="only the verdict and needle-per-layer plots")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     cells = load(args.dirs)
-    for f in plot_quality(cells, args.out) + plot_layers(cells, args.out):
+    splits = sorted({c["split"] for c in cells if c["kind"] == "retrieval"})
+    files = plot_verdict(cells, args.out, "/".join(splits) + " split") + plot_needle_layers(cells, args.out)
+    if not args.verdict_only:
+        files += plot_quality(cells, args.out) + plot_layers(cells, args.out)
+    for f in files:
         print(os.path.join(args.out, f))
     return 0
 
