@@ -219,10 +219,15 @@ def greedy(model, ids, max_new, eos_ids, device):
     return [g for g in gen if g not in eos_ids]
 
 
-def evaluate_tasks(model, tok, eval_dir: Path, eos_ids, device, max_files=None):
+def evaluate_tasks(model, tok, eval_dir: Path, eos_ids, device, max_files=None, tasks=None):
+    """Greedy-decode accuracy on the RULER task files `<task>_<length>.jsonl` of `eval_dir`
+    (other files there, e.g. heldout_docs.jsonl, are not task files and are skipped)."""
+    import re
     import torch
     res = {}
-    files = sorted(eval_dir.glob("*.jsonl"))
+    pat = re.compile(r"^([a-z]+)_(\d+)$")
+    files = [f for f in sorted(eval_dir.glob("*.jsonl"))
+             if (m := pat.match(f.stem)) and (not tasks or m.group(1) in tasks)]
     with torch.no_grad():
         for f in files[:max_files]:
             rows = [json.loads(line) for line in open(f, encoding="utf-8")]
@@ -291,6 +296,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tiny", action="store_true", help="toy dimensions, for a CPU check")
     ap.add_argument("--eval-files", type=int, default=0, help="evaluate only the first N files (0: all)")
+    ap.add_argument("--eval-tasks", default="", help="comma list of tasks to evaluate (passkey,multikey,kv,vt; empty: all)")
     ap.add_argument("--heldout-windows", type=int, default=24)
     args = ap.parse_args(argv)
     t_start = time.time()
@@ -399,16 +405,17 @@ def main(argv=None) -> int:
     t_eval = time.time()
     hl = heldout_loss(model_bf16, held_stream, min(args.seq_len, 8192), args.heldout_windows, device)
     log(f"held-out loss {hl:.4f} (ppl {math.exp(hl):.2f})")
-    eval_res = evaluate_tasks(model_bf16, tok, Path(args.eval_dir), eos_ids, device,
-                              max_files=args.eval_files or None)
-    eval_time = time.time() - t_eval
-
+    # Save before the task evaluation, so that a failure there cannot lose the trained weights.
     model_bf16 = model_bf16.to(torch.bfloat16)
     model_bf16.save_pretrained(out, safe_serialization=True)
     fix_config_json(out / "config.json", args.arch, cfg)
     for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
         if (tok_dir / name).exists():
             shutil.copy(tok_dir / name, out / name)
+    eval_res = evaluate_tasks(model_bf16, tok, Path(args.eval_dir), eos_ids, device,
+                              max_files=args.eval_files or None,
+                              tasks=set(args.eval_tasks.split(",")) if args.eval_tasks else None)
+    eval_time = time.time() - t_eval
     tail = list(loss_hist)[-10:]
     metrics = {
         "arch": args.arch, "class": cls.__name__, "params": n_params, "steps": step, "tokens_seen": tokens_seen,
