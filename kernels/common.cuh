@@ -100,6 +100,25 @@ __device__ __forceinline__ float group_max(float v, int width) {
   return v;
 }
 
+// Unsigned 32-bit division by a divisor fixed at launch: n / d as one multiply-high, one add and
+// one shift (Granlund-Montgomery round-up method, as CUTLASS FastDivmod), for n, d < 2^31.
+struct FastDivmod {
+  uint32_t d = 1, mul = 1, shift = 0;
+  FastDivmod() = default;
+  __host__ explicit FastDivmod(uint32_t divisor) : d(divisor) {
+    while ((uint64_t{1} << shift) < d) ++shift;  // shift = ceil(log2(d))
+    mul = static_cast<uint32_t>(((uint64_t{1} << 32) * ((uint64_t{1} << shift) - d)) / d + 1);
+  }
+  __host__ __device__ uint32_t div(uint32_t n) const {
+#ifdef __CUDA_ARCH__
+    uint32_t const hi = __umulhi(n, mul);
+#else
+    uint32_t const hi = static_cast<uint32_t>((static_cast<uint64_t>(n) * mul) >> 32);
+#endif
+    return (hi + n) >> shift;
+  }
+};
+
 // Integer ceil-div for host and device.
 template <typename I>
 __host__ __device__ constexpr I ceil_div(I a, I b) {

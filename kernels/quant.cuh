@@ -1,19 +1,30 @@
 #pragma once
 // Per-token (per-row) absmax quantization to fp8 e4m3 / int8 with one fp32 scale per row, its
 // inverse, and the gather+quantize used to demote or append cache tokens. Torch-free: the
-// torch-facing launchers are in quant_launch.cu. Semantics are those of include/akcb/ops.hpp and
-// of the CPU reference (src/cpu/ops_reference.cpp), bit for bit:
+// torch-facing launchers are in quant_launch.cu, dequantize_launch.cu and gather_launch.cu.
+// Semantics are those of include/akcb/ops.hpp and of the CPU reference
+// (src/cpu/ops_reference.cpp), bit for bit:
 //   scale = absmax(row) / qmax          (fp32 division, absmax exact)
 //   q     = encode(clamp(x / scale, -qmax, qmax))   (x / scale correctly rounded, see RowScale)
 //   rows with scale == 0 (all zero, or an underflowing absmax) store q = 0 and scale = 0.
 //
-// Thread layout shared by all three kernels: a group of `G` consecutive lanes (G a power of two
-// <= 32) handles one row; lane l of the group holds vectors l, l + G, l + 2G, ... of kVec
+// Thread layout shared by all three kernels: a group of G = 2^group_shift consecutive lanes
+// (G <= 32) handles one row; lane l of the group holds vectors l, l + G, l + 2G, ... of kVec
 // elements each (kIters vectors per lane, kept in registers, so the row is read from memory
-// once). kVec * sizeof(T) == 16 when rows are 16-byte aligned (kVec = 1 otherwise).
+// once). kVec * sizeof(T) == 16 when rows are 16-byte aligned (kVec = 1 otherwise). A warp
+// holds 32 / G rows at a time and kRows such row sets (all loads are issued before the first
+// reduction: kRows * kIters * 16 bytes in flight per lane), then strides over the rows by the
+// whole grid (grid-stride loop: the per-thread setup is paid once, not once per 16 elements).
 // kIters == 0 selects a streaming fallback for long rows (two passes over the row, the second
 // one mostly from L1).
+//
+// Why this layout (H200 profile reasoning, docs/BENCHMARKS.md "CUDA kernels"): the kernels move
+// ~100 MB in ~30 us, so they must stay under ~10 instructions per element to be memory bound.
+// The previous version derived the lane/row split by runtime integer division, handled only 16
+// elements per thread, and quantized each element behind two divergent branches (~30 SASS
+// instructions per element); it was issue bound at ~0.69 of copy bandwidth.
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -50,7 +61,7 @@ struct QuantizeParams {
   float* scale;        // [n_rows] fp32
   int64_t n_rows;
   int64_t D;
-  int group;           // G: lanes per row
+  int group_shift;     // log2(G): G lanes per row (set by the launcher)
 };
 
 struct DequantizeParams {
@@ -59,7 +70,7 @@ struct DequantizeParams {
   void* out;           // [n_rows, D] element type T, contiguous
   int64_t n_rows;
   int64_t D;
-  int group;
+  int group_shift;
 };
 
 struct QuantizeGatherParams {
@@ -70,7 +81,7 @@ struct QuantizeGatherParams {
   float* dst_scale;         // [B, H, T_max] fp32, contiguous
   int64_t H, M, T_max, offset, D;
   int64_t n_rows;           // B * H * M
-  int group;
+  int group_shift;
 };
 
 namespace detail {
@@ -80,14 +91,21 @@ namespace detail {
 /// ten instructions and a range check. With r = 1/s correctly rounded (__frcp_rn, once per row),
 /// q = RN(x * r) followed by one Markstein correction, e = fma(-s, q, x) (exact) and
 /// q' = fma(e, r, q), is the correctly rounded x / s when no intermediate leaves the normal
-/// range: here s in [2^-100, 2^126] (so r is normal) and |x| >= 2^-100 (so e is exact; x * r <=
-/// ~448 never overflows since |x| <= absmax). Other operands use the plain division. Checked on
-/// the host against x / s on 2.4e8 pairs over that range (0 differences), and by the CUDA tests.
+/// range: s in [2^-100, 2^126] (so r is normal) and |x| >= 2^-100 (so e is exact; x * r <=
+/// ~448 never overflows since |x| <= absmax). Checked on the host against x / s on 2.4e8 pairs
+/// over that range (0 differences), and by the CUDA tests.
+///
+/// `fast` rows use a narrower range, s in [2^-60, 2^126], so that an element with |x| < 2^-100
+/// needs no division either: then |x / s| < 2^-40 and |RN(x * r)| <= 2^-40, both far below half
+/// the smallest fp8 subnormal (2^-10) and below 0.5, and of the sign of x (x * r keeps the sign
+/// even when it underflows to zero), so both encode to the same signed zero (fp8 0x00 / 0x80,
+/// int8 0). No clamp is needed either: |x| <= absmax gives |x / s| <= qmax * (1 + 2^-23), which
+/// rounds to qmax. Other rows (zero, tiny or huge absmax, inf) take the per-element division.
 struct RowScale {
   float s;        // absmax / qmax
   float r;        // RN(1 / s) when `fast`
   bool nonzero;   // s > 0
-  bool fast;      // s in [2^-100, 2^126]
+  bool fast;      // s in [2^-60, 2^126]
 };
 
 template <typename Q>
@@ -95,284 +113,434 @@ __device__ __forceinline__ RowScale make_row_scale(float amax) {
   RowScale rs;
   rs.s = amax / Q::kMax;
   rs.nonzero = rs.s > 0.0f;
-  rs.fast = rs.s >= 0x1p-100f && rs.s <= 0x1p126f;
+  rs.fast = rs.s >= 0x1p-60f && rs.s <= 0x1p126f;
   rs.r = rs.fast ? __frcp_rn(rs.s) : 1.0f;
   return rs;
 }
 
+/// x / s, correctly rounded, for a `fast` row (no clamp needed, see RowScale).
+__device__ __forceinline__ float quotient_fast(float v, RowScale const& rs) {
+  float const q = __fmul_rn(v, rs.r);     // never contracted into an FMA
+  float const e = fmaf(-rs.s, q, v);      // exact when |v| >= 2^-100
+  float const y = fmaf(e, rs.r, q);       // correctly rounded v / s
+  return fabsf(v) >= 0x1p-100f ? y : q;   // tiny v: q has the encoding of v / s (signed zero)
+}
+
+/// clamp(x / s) for any row (the reference formula, with a real division where needed).
 template <typename Q>
 __device__ __forceinline__ float quantize_value(float v, RowScale const& rs) {
   if (!rs.nonzero) return 0.0f;
   float y;
-  if (rs.fast && fabsf(v) >= 0x1p-100f) {
-    float const q = __fmul_rn(v, rs.r);     // never contracted into an FMA
-    float const e = fmaf(-rs.s, q, v);      // exact
-    y = fmaf(e, rs.r, q);                   // correctly rounded v / s
+  if (rs.fast) {
+    y = quotient_fast(v, rs);
   } else {
     y = v / rs.s;
   }
   return fminf(fmaxf(y, -Q::kMax), Q::kMax);
 }
 
-/// Quantizes one row of D elements. `src == nullptr` writes a zero row (a hole). All lanes of
-/// the warp must call this (it shuffles); lanes with `active == false` only take part in the
-/// reductions.
-template <typename T, typename Q, int kVec, int kIters>
-__device__ __forceinline__ void quantize_row(T const* __restrict__ src, uint8_t* __restrict__ dst,
-                                             float* __restrict__ scale_out, int64_t D, int lane, int G,
-                                             bool active) {
-  static_assert(kVec % 2 == 0 || kVec == 1, "kVec must be 1 or even");
-  float amax = 0.0f;
-  if constexpr (kIters > 0) {
-    float vals[kIters][kVec];
+/// Encodes kVec values already divided by the scale (|y| rounds to at most qmax).
+template <typename Q, int kVec>
+__device__ __forceinline__ Packed<uint8_t, kVec> encode_vec(float const (&y)[kVec]) {
+  Packed<uint8_t, kVec> out;
+  if constexpr (kVec % 4 == 0) {
+    uint32_t words[kVec / 4];
 #pragma unroll
-    for (int it = 0; it < kIters; ++it) {
-      int64_t const col = (static_cast<int64_t>(it) * G + lane) * kVec;
-      if (active && src != nullptr && col < D) {
-        Packed<T, kVec> p = load_packed<T, kVec>(src + col);
-#pragma unroll
-        for (int k = 0; k < kVec; ++k) vals[it][k] = to_float(p.v[k]);
+    for (int w = 0; w < kVec / 4; ++w) {
+      float const* v = y + 4 * w;
+      if constexpr (std::is_same_v<Q, Fp8E4M3>) {
+        uint32_t const lo = Fp8E4M3::encode2(v[0], v[1]);
+        uint32_t const hi = Fp8E4M3::encode2(v[2], v[3]);
+        words[w] = __byte_perm(lo, hi, 0x5410);
       } else {
+        // Int8: RN-even to an integer by adding 1.5 * 2^23 (|v| < 2^22); the low byte of the
+        // sum's bits is the two's complement int8 (same as rintf + cast, on the FMA pipe).
+        uint32_t b[4];
 #pragma unroll
-        for (int k = 0; k < kVec; ++k) vals[it][k] = 0.0f;
+        for (int k = 0; k < 4; ++k) b[k] = __float_as_uint(__fadd_rn(v[k], 12582912.0f));
+        words[w] = __byte_perm(__byte_perm(b[0], b[1], 0x0040), __byte_perm(b[2], b[3], 0x0040), 0x5410);
       }
-#pragma unroll
-      for (int k = 0; k < kVec; ++k) amax = fmaxf(amax, fabsf(vals[it][k]));
     }
-    amax = group_max(amax, G);
-    RowScale const rs = make_row_scale<Q>(amax);
-    if (!active) return;
-    if (lane == 0) *scale_out = rs.nonzero ? rs.s : 0.0f;
+    memcpy(&out, words, sizeof(out));
+  } else {
 #pragma unroll
-    for (int it = 0; it < kIters; ++it) {
-      int64_t const col = (static_cast<int64_t>(it) * G + lane) * kVec;
-      if (col < D) {
-        Packed<uint8_t, kVec> out;
-        if constexpr (kVec == 1) {
-          out.v[0] = Q::encode(quantize_value<Q>(vals[it][0], rs));
+    for (int k = 0; k < kVec; ++k) out.v[k] = Q::encode(y[k]);
+  }
+  return out;
+}
+
+/// Quantizes kRows rows of D elements; lane `lane` of each row's G = 2^shift lanes. src[r] ==
+/// nullptr writes a zero row (a hole). All lanes of the warp must call this (it shuffles);
+/// rows with active[r] == false only take part in the reductions.
+template <typename T, typename Q, int kVec, int kIters, int kRows>
+__device__ __forceinline__ void quantize_rows(T const* const (&src)[kRows], uint8_t* const (&dst)[kRows],
+                                              float* const (&scale_out)[kRows], bool const (&active)[kRows],
+                                              int64_t D, int lane, int shift) {
+  static_assert(kVec % 2 == 0 || kVec == 1, "kVec must be 1 or even");
+  int const G = 1 << shift;
+  if constexpr (kIters > 0) {
+    // 1. Every load of the kRows rows first.
+    Packed<T, kVec> raw[kRows][kIters];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+#pragma unroll
+      for (int it = 0; it < kIters; ++it) {
+        int64_t const col = (static_cast<int64_t>(it) * G + lane) * kVec;
+        if (active[r] && src[r] != nullptr && col < D) {
+          raw[r][it] = load_packed<T, kVec>(src[r] + col);
         } else {
 #pragma unroll
-          for (int k = 0; k < kVec; k += 2) {
-            uint16_t const two = Q::encode2(quantize_value<Q>(vals[it][k], rs), quantize_value<Q>(vals[it][k + 1], rs));
-            out.v[k] = static_cast<uint8_t>(two & 0xff);
-            out.v[k + 1] = static_cast<uint8_t>(two >> 8);
+          for (int k = 0; k < kVec; ++k) raw[r][it].v[k] = from_float<T>(0.0f);
+        }
+      }
+    }
+    // 2. Per row: absmax over the group, scale, encode, store.
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      float vals[kIters][kVec];
+      float amax = 0.0f;
+#pragma unroll
+      for (int it = 0; it < kIters; ++it) {
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) {
+          vals[it][k] = to_float(raw[r][it].v[k]);
+          amax = fmaxf(amax, fabsf(vals[it][k]));
+        }
+      }
+      amax = group_max(amax, G);
+      RowScale const rs = make_row_scale<Q>(amax);
+      if (!active[r]) continue;
+      if (lane == 0) *scale_out[r] = rs.nonzero ? rs.s : 0.0f;
+      if (rs.fast) {
+#pragma unroll
+        for (int it = 0; it < kIters; ++it) {
+          int64_t const col = (static_cast<int64_t>(it) * G + lane) * kVec;
+          if (col < D) {
+            float y[kVec];
+#pragma unroll
+            for (int k = 0; k < kVec; ++k) y[k] = quotient_fast(vals[it][k], rs);
+            store_packed<uint8_t, kVec>(dst[r] + col, encode_vec<Q, kVec>(y));
           }
         }
-        store_packed<uint8_t, kVec>(dst + col, out);
+      } else {
+#pragma unroll
+        for (int it = 0; it < kIters; ++it) {
+          int64_t const col = (static_cast<int64_t>(it) * G + lane) * kVec;
+          if (col < D) {
+            float y[kVec];
+#pragma unroll
+            for (int k = 0; k < kVec; ++k) y[k] = quantize_value<Q>(vals[it][k], rs);
+            store_packed<uint8_t, kVec>(dst[r] + col, encode_vec<Q, kVec>(y));
+          }
+        }
       }
     }
   } else {
-    // Streaming fallback for long rows.
+    // Streaming fallback for long rows (kRows rows one after the other).
     int64_t const step = static_cast<int64_t>(G) * kVec;
-    if (active && src != nullptr) {
+#pragma unroll 1
+    for (int r = 0; r < kRows; ++r) {
+      float amax = 0.0f;
+      if (active[r] && src[r] != nullptr) {
+        for (int64_t col = static_cast<int64_t>(lane) * kVec; col < D; col += step) {
+          Packed<T, kVec> p = load_packed<T, kVec>(src[r] + col);
+#pragma unroll
+          for (int k = 0; k < kVec; ++k) amax = fmaxf(amax, fabsf(to_float(p.v[k])));
+        }
+      }
+      amax = group_max(amax, G);
+      RowScale const rs = make_row_scale<Q>(amax);
+      if (!active[r]) continue;
+      if (lane == 0) *scale_out[r] = rs.nonzero ? rs.s : 0.0f;
       for (int64_t col = static_cast<int64_t>(lane) * kVec; col < D; col += step) {
-        Packed<T, kVec> p = load_packed<T, kVec>(src + col);
+        float y[kVec];
+        if (src[r] != nullptr && rs.nonzero) {
+          Packed<T, kVec> p = load_packed<T, kVec>(src[r] + col);
 #pragma unroll
-        for (int k = 0; k < kVec; ++k) amax = fmaxf(amax, fabsf(to_float(p.v[k])));
+          for (int k = 0; k < kVec; ++k) y[k] = quantize_value<Q>(to_float(p.v[k]), rs);
+        } else {
+#pragma unroll
+          for (int k = 0; k < kVec; ++k) y[k] = 0.0f;
+        }
+        store_packed<uint8_t, kVec>(dst[r] + col, encode_vec<Q, kVec>(y));
       }
-    }
-    amax = group_max(amax, G);
-    RowScale const rs = make_row_scale<Q>(amax);
-    if (!active) return;
-    if (lane == 0) *scale_out = rs.nonzero ? rs.s : 0.0f;
-    for (int64_t col = static_cast<int64_t>(lane) * kVec; col < D; col += step) {
-      Packed<uint8_t, kVec> out;
-      if (src != nullptr && rs.nonzero) {
-        Packed<T, kVec> p = load_packed<T, kVec>(src + col);
-#pragma unroll
-        for (int k = 0; k < kVec; ++k) out.v[k] = Q::encode(quantize_value<Q>(to_float(p.v[k]), rs));
-      } else {
-#pragma unroll
-        for (int k = 0; k < kVec; ++k) out.v[k] = 0;
-      }
-      store_packed<uint8_t, kVec>(dst + col, out);
     }
   }
 }
+
+/// kVec stored values of one row -> T, as the CPU: fp32 product q * s, then round to nearest even.
+template <typename T, typename Q, int kVec>
+__device__ __forceinline__ Packed<T, kVec> decode_vec(Packed<uint8_t, kVec> const& in, float s) {
+  Packed<T, kVec> o;
+  if constexpr (std::is_same_v<Q, Fp8E4M3> && kVec % 2 == 0) {
+#pragma unroll
+    for (int k = 0; k < kVec; k += 2) {  // e4m3x2 -> f16x2 (exact) -> f32 (exact), one cvt per pair
+      __half2_raw const h2 = __nv_cvt_fp8x2_to_halfraw2(
+          static_cast<__nv_fp8x2_storage_t>(in.v[k] | (static_cast<uint16_t>(in.v[k + 1]) << 8)), __NV_E4M3);
+      float2 const f = __half22float2(__half2(h2));
+      o.v[k] = from_float<T>(f.x * s);
+      o.v[k + 1] = from_float<T>(f.y * s);
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) o.v[k] = from_float<T>(Q::decode(in.v[k]) * s);
+  }
+  return o;
+}
+
+/// Per-thread position in the row layout: the warp's first row set, this lane's row inside a
+/// set, and the grid-stride step (rows_per_warp_set = 32 / G rows per set, kRows sets per step).
+struct RowLoop {
+  int lane;            // lane inside the row's group
+  int group;           // row inside the warp's row set
+  int rows_per_set;    // 32 / G
+  int64_t first;       // first row of this warp's first step
+  int64_t step;        // rows between two steps of one warp
+
+  template <int kRows>
+  __device__ __forceinline__ static RowLoop make(int shift) {
+    RowLoop l;
+    int const warp_lane = threadIdx.x & 31;
+    l.lane = warp_lane & ((1 << shift) - 1);
+    l.group = warp_lane >> shift;
+    l.rows_per_set = 32 >> shift;
+    int64_t const warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
+    int64_t const n_warps = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
+    l.first = warp * l.rows_per_set * kRows;
+    l.step = n_warps * l.rows_per_set * kRows;
+    return l;
+  }
+  /// Row of set r in the step starting at `base`.
+  __device__ __forceinline__ int64_t row(int64_t base, int r) const {
+    return base + static_cast<int64_t>(r) * rows_per_set + group;
+  }
+};
 
 }  // namespace detail
 
 constexpr int kQuantThreads = 256;
 
-// grid: (ceil(n_rows / (256 / G))), block: 256 -- G lanes per row
-template <typename T, typename Q, int kVec, int kIters>
-__global__ void __launch_bounds__(kQuantThreads) quantize_per_token_kernel(QuantizeParams p) {
-  int const G = p.group;
-  int const rows_per_block = kQuantThreads / G;
-  int64_t const row = static_cast<int64_t>(blockIdx.x) * rows_per_block + threadIdx.x / G;
-  int const lane = threadIdx.x % G;
-  bool const active = row < p.n_rows;
-  T const* src = static_cast<T const*>(p.x) + (active ? p.rows.offset(row) : 0);
-  detail::quantize_row<T, Q, kVec, kIters>(src, p.q + (active ? row : 0) * p.D, p.scale + (active ? row : 0), p.D,
-                                           lane, G, active);
-}
+namespace detail {
 
-// grid: (ceil(B * H * M / (256 / G))), block: 256 -- G lanes per gathered row
-template <typename T, typename Q, int kVec, int kIters>
-__global__ void __launch_bounds__(kQuantThreads) quantize_gather_kernel(QuantizeGatherParams p) {
-  int const G = p.group;
-  int const rows_per_block = kQuantThreads / G;
-  int64_t const row = static_cast<int64_t>(blockIdx.x) * rows_per_block + threadIdx.x / G;  // (b, h, m)
-  int const lane = threadIdx.x % G;
-  bool const active = row < p.n_rows;
-  int64_t const r = active ? row : 0;
-  int64_t const bh = r / p.M, m = r % p.M;
-  int64_t const b = bh / p.H, h = bh % p.H;
-  int64_t const t = active ? p.index[r] : -1;
-  T const* src = t < 0 ? nullptr
-                       : static_cast<T const*>(p.src) + b * p.src_stride_b + h * p.src_stride_h + t * p.src_stride_t;
-  int64_t const slot = bh * p.T_max + p.offset + m;  // destination row in [B * H * T_max)
-  detail::quantize_row<T, Q, kVec, kIters>(src, p.dst + slot * p.D, p.dst_scale + slot, p.D, lane, G, active);
-}
-
-// grid: (ceil(n_rows / (256 / G))), block: 256 -- G lanes per row; no reduction
-template <typename T, typename Q, int kVec, int kIters>
-__global__ void __launch_bounds__(kQuantThreads) dequantize_per_token_kernel(DequantizeParams p) {
-  int const G = p.group;
-  int const rows_per_block = kQuantThreads / G;
-  int64_t const row = static_cast<int64_t>(blockIdx.x) * rows_per_block + threadIdx.x / G;
-  int const lane = threadIdx.x % G;
-  if (row >= p.n_rows) return;
-  float const s = p.scale[row];
-  uint8_t const* q = p.q + row * p.D;
-  T* out = static_cast<T*>(p.out) + row * p.D;
-  auto one = [&](int64_t col) {
-    Packed<uint8_t, kVec> in = load_packed<uint8_t, kVec>(q + col);
-    Packed<T, kVec> o;
+template <typename T, typename Q, int kVec, int kIters, int kRows>
+__device__ __forceinline__ void quantize_per_token_body(QuantizeParams const& p) {
+  RowLoop const l = detail::RowLoop::make<kRows>(p.group_shift);
+  for (int64_t base = l.first; base < p.n_rows; base += l.step) {  // warp-uniform
+    T const* src[kRows];
+    uint8_t* dst[kRows];
+    float* scale[kRows];
+    bool active[kRows];
 #pragma unroll
-    for (int k = 0; k < kVec; ++k) o.v[k] = from_float<T>(Q::decode(in.v[k]) * s);  // as the CPU: fp32 product, then RNE
-    store_packed<T, kVec>(out + col, o);
-  };
-  if constexpr (kIters > 0) {
-    // Issue every load of the row before the first store.
-    Packed<uint8_t, kVec> in[kIters];
-#pragma unroll
-    for (int it = 0; it < kIters; ++it) {
-      int64_t const col = (static_cast<int64_t>(it) * G + lane) * kVec;
-      if (col < p.D) in[it] = load_packed<uint8_t, kVec>(q + col);
+    for (int r = 0; r < kRows; ++r) {
+      int64_t const row = l.row(base, r);
+      active[r] = row < p.n_rows;
+      int64_t const rr = active[r] ? row : 0;
+      src[r] = static_cast<T const*>(p.x) + p.rows.offset(rr);
+      dst[r] = p.q + rr * p.D;
+      scale[r] = p.scale + rr;
     }
+    quantize_rows<T, Q, kVec, kIters, kRows>(src, dst, scale, active, p.D, l.lane, p.group_shift);
+  }
+}
+
+template <typename T, typename Q, int kVec, int kIters, int kRows>
+__device__ __forceinline__ void quantize_gather_body(QuantizeGatherParams const& p) {
+  RowLoop const l = RowLoop::make<kRows>(p.group_shift);
+  for (int64_t base = l.first; base < p.n_rows; base += l.step) {
+    T const* src[kRows];
+    uint8_t* dst[kRows];
+    float* scale[kRows];
+    bool active[kRows];
 #pragma unroll
-    for (int it = 0; it < kIters; ++it) {
-      int64_t const col = (static_cast<int64_t>(it) * G + lane) * kVec;
-      if (col < p.D) {
-        Packed<T, kVec> o;
+    for (int r = 0; r < kRows; ++r) {
+      int64_t const row = l.row(base, r);  // (b, h, m)
+      active[r] = row < p.n_rows;
+      int64_t const rr = active[r] ? row : 0;
+      int64_t const bh = rr / p.M, m = rr - bh * p.M;
+      int64_t const b = bh / p.H, h = bh - b * p.H;
+      int64_t const t = active[r] ? p.index[rr] : -1;
+      src[r] = t < 0 ? nullptr
+                     : static_cast<T const*>(p.src) + b * p.src_stride_b + h * p.src_stride_h + t * p.src_stride_t;
+      int64_t const slot = bh * p.T_max + p.offset + m;  // destination row in [B * H * T_max)
+      dst[r] = p.dst + slot * p.D;
+      scale[r] = p.dst_scale + slot;
+    }
+    quantize_rows<T, Q, kVec, kIters, kRows>(src, dst, scale, active, p.D, l.lane, p.group_shift);
+  }
+}
+
+template <typename T, typename Q, int kVec, int kIters, int kRows>
+__device__ __forceinline__ void dequantize_per_token_body(DequantizeParams const& p) {
+  RowLoop const l = RowLoop::make<kRows>(p.group_shift);
+  int const G = 1 << p.group_shift;
+  for (int64_t base = l.first; base < p.n_rows; base += l.step) {
+    if constexpr (kIters > 0) {
+      // Every load of the kRows rows before the first store.
+      Packed<uint8_t, kVec> in[kRows][kIters];
+      float s[kRows];
 #pragma unroll
-        for (int k = 0; k < kVec; ++k) o.v[k] = from_float<T>(Q::decode(in[it].v[k]) * s);
-        store_packed<T, kVec>(out + col, o);
+      for (int r = 0; r < kRows; ++r) {
+        int64_t const row = l.row(base, r);
+        bool const active = row < p.n_rows;
+        s[r] = active ? p.scale[row] : 0.0f;
+#pragma unroll
+        for (int it = 0; it < kIters; ++it) {
+          int64_t const col = (static_cast<int64_t>(it) * G + l.lane) * kVec;
+          if (active && col < p.D) in[r][it] = load_packed<uint8_t, kVec>(p.q + row * p.D + col);
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        int64_t const row = l.row(base, r);
+        if (row >= p.n_rows) continue;
+        T* const out = static_cast<T*>(p.out) + row * p.D;
+#pragma unroll
+        for (int it = 0; it < kIters; ++it) {
+          int64_t const col = (static_cast<int64_t>(it) * G + l.lane) * kVec;
+          if (col < p.D) store_packed<T, kVec>(out + col, decode_vec<T, Q, kVec>(in[r][it], s[r]));
+        }
+      }
+    } else {
+#pragma unroll 1
+      for (int r = 0; r < kRows; ++r) {
+        int64_t const row = l.row(base, r);
+        if (row >= p.n_rows) continue;
+        float const s = p.scale[row];
+        uint8_t const* q = p.q + row * p.D;
+        T* const out = static_cast<T*>(p.out) + row * p.D;
+        for (int64_t col = static_cast<int64_t>(l.lane) * kVec; col < p.D; col += static_cast<int64_t>(G) * kVec) {
+          store_packed<T, kVec>(out + col, decode_vec<T, Q, kVec>(load_packed<uint8_t, kVec>(q + col), s));
+        }
       }
     }
-  } else {
-    for (int64_t col = static_cast<int64_t>(lane) * kVec; col < p.D; col += static_cast<int64_t>(G) * kVec) one(col);
   }
+}
+
+}  // namespace detail
+
+constexpr int kQuantMinCtasPerSm = 4;  // caps registers at 64 per thread: 32 warps per SM
+
+// grid: (<= ceil(n_rows / (256 / G * kRows))), grid-stride over rows; block: 256 -- G lanes per row
+template <typename T, typename Q, int kVec, int kIters, int kRows>
+__global__ void __launch_bounds__(kQuantThreads, kQuantMinCtasPerSm) quantize_per_token_kernel(QuantizeParams p) {
+  detail::quantize_per_token_body<T, Q, kVec, kIters, kRows>(p);
+}
+
+// grid: (<= ceil(B * H * M / (256 / G * kRows))), grid-stride; block: 256 -- G lanes per gathered row
+template <typename T, typename Q, int kVec, int kIters, int kRows>
+__global__ void __launch_bounds__(kQuantThreads, kQuantMinCtasPerSm) quantize_gather_kernel(QuantizeGatherParams p) {
+  detail::quantize_gather_body<T, Q, kVec, kIters, kRows>(p);
+}
+
+// grid: (<= ceil(n_rows / (256 / G * kRows))), grid-stride; block: 256 -- G lanes per row; no reduction
+template <typename T, typename Q, int kVec, int kIters, int kRows>
+__global__ void __launch_bounds__(kQuantThreads, kQuantMinCtasPerSm) dequantize_per_token_kernel(DequantizeParams p) {
+  detail::dequantize_per_token_body<T, Q, kVec, kIters, kRows>(p);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Host side: launch-shape selection and launchers returning cudaError_t.
 
-/// How a row of D elements is split: G lanes per row, kIters vectors of kVec elements per lane
-/// (0: streaming loop). Aims at two 16-byte vectors per lane so that each lane has two loads
-/// in flight, with at most 8 vectors per lane held in registers.
+/// Vectors per lane held in registers (kIters) and row sets per warp step (kRows) of the
+/// launched kernels; rows longer than 32 lanes x kRowIters vectors use the streaming fallback.
+constexpr int kRowIters = 4;
+constexpr int kRowSets = 1;
+/// Grid-stride grids are capped at this many CTAs per SM (each then loops over rows).
+constexpr int kRowCtasPerSm = 8;
+
+/// How a row of D elements is split: G = 2^group_shift lanes per row, `iters` vectors of `vec`
+/// elements per lane (0: streaming loop with G = 32). G is the smallest power of two that
+/// covers the row's vectors with kRowIters vectors per lane (64 bytes in flight per lane for
+/// 16-byte vectors: for D = 128 bf16, G = 4 and a warp holds 8 rows).
 struct RowLaunchShape {
-  int group = 1;
-  int iters = 1;  // 1, 2, 4, 8, or 0 for the streaming fallback
+  int group_shift = 0;
+  int iters = kRowIters;  // kRowIters, or 0 for the streaming fallback
 };
 
 inline RowLaunchShape choose_row_shape(int64_t D, int vec) {
   int64_t const n_vec = ceil_div<int64_t>(D, vec);
-  int64_t g = 1;
-  while (g < 32 && g * 2 < n_vec) g *= 2;  // G = min(32, pow2 >= n_vec / 2)
-  int64_t const need = ceil_div<int64_t>(n_vec, g);
   RowLaunchShape s;
-  s.group = static_cast<int>(g);
-  s.iters = need <= 1 ? 1 : need <= 2 ? 2 : need <= 4 ? 4 : need <= 8 ? 8 : 0;
+  while (s.group_shift < 5 && (int64_t{1} << s.group_shift) * kRowIters < n_vec) ++s.group_shift;
+  s.iters = (int64_t{1} << s.group_shift) * kRowIters >= n_vec ? kRowIters : 0;
   return s;
 }
 
 namespace detail {
 
-/// Calls f(std::integral_constant<int, kIters>{}) for the runtime iters value.
-template <typename F>
-cudaError_t dispatch_iters(int iters, F&& f) {
-  switch (iters) {
-    case 1: return f(std::integral_constant<int, 1>{});
-    case 2: return f(std::integral_constant<int, 2>{});
-    case 4: return f(std::integral_constant<int, 4>{});
-    case 8: return f(std::integral_constant<int, 8>{});
-    case 0: return f(std::integral_constant<int, 0>{});
-    default: return cudaErrorInvalidValue;
+inline bool aligned_to(void const* p, int bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+/// Grid of a grid-stride row kernel: enough CTAs for one step of every warp over all rows,
+/// capped at kRowCtasPerSm per SM.
+inline int64_t row_grid(int64_t n_rows, int group_shift, int rows_sets) {
+  int64_t const rows_per_cta = static_cast<int64_t>(kQuantThreads / 32) * (32 >> group_shift) * rows_sets;
+  int64_t grid = ceil_div<int64_t>(n_rows, rows_per_cta);
+  int device = 0, n_sm = 0;
+  if (cudaGetDevice(&device) == cudaSuccess &&
+      cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, device) == cudaSuccess && n_sm > 0) {
+    grid = std::min<int64_t>(grid, static_cast<int64_t>(n_sm) * kRowCtasPerSm);
+  } else {
+    (void)cudaGetLastError();  // clear a sticky query error; the uncapped grid is still correct
+    grid = std::min<int64_t>(grid, 0x7fffffff);
   }
+  return grid;
 }
 
-inline bool aligned_to(void const* p, int bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+/// The one launch path of the three row kernels: picks the vector width (16 bytes when `wide`,
+/// else 1 element) and the row shape, sets `params.group_shift`, and calls
+/// launch(kernel_tag<kVec, kIters>, grid) with compile-time kVec / kIters.
+template <int kVecWide, typename Params, typename Launch>
+cudaError_t launch_rows(Params& params, bool wide, Launch&& launch) {
+  if (params.n_rows == 0 || params.D == 0) return cudaSuccess;
+  RowLaunchShape const shape = choose_row_shape(params.D, wide ? kVecWide : 1);
+  params.group_shift = shape.group_shift;
+  int64_t const grid = row_grid(params.n_rows, shape.group_shift, kRowSets);
+  auto go = [&](auto vec, auto iters) -> cudaError_t {
+    launch(vec, iters, static_cast<unsigned>(grid));
+    return cudaGetLastError();
+  };
+  using Wide = std::integral_constant<int, kVecWide>;
+  using One = std::integral_constant<int, 1>;
+  using Iters = std::integral_constant<int, kRowIters>;
+  using Stream = std::integral_constant<int, 0>;
+  if (shape.iters == kRowIters) return wide ? go(Wide{}, Iters{}) : go(One{}, Iters{});
+  return wide ? go(Wide{}, Stream{}) : go(One{}, Stream{});
+}
 
 }  // namespace detail
 
-/// Launches quantize_per_token_kernel. `p.group` is set here.
+/// Launches quantize_per_token_kernel. `p.group_shift` is set here.
 template <typename T, typename Q>
 cudaError_t launch_quantize_per_token(QuantizeParams p, cudaStream_t stream) {
-  if (p.n_rows == 0 || p.D == 0) return cudaSuccess;
   constexpr int kVecWide = 16 / sizeof(T);
   bool wide = p.D % kVecWide == 0 && detail::aligned_to(p.x, 16) && detail::aligned_to(p.q, kVecWide);
   for (int d = 0; d < p.rows.n_dims; ++d) wide = wide && p.rows.stride[d] % kVecWide == 0;
-  int const vec = wide ? kVecWide : 1;
-  RowLaunchShape const shape = choose_row_shape(p.D, vec);
-  p.group = shape.group;
-  int64_t const grid = ceil_div<int64_t>(p.n_rows, kQuantThreads / shape.group);
-  if (grid > 0x7fffffff) return cudaErrorInvalidConfiguration;
-  return detail::dispatch_iters(shape.iters, [&](auto iters) {
-    constexpr int kIters = decltype(iters)::value;
-    if (wide) {
-      quantize_per_token_kernel<T, Q, kVecWide, kIters><<<static_cast<unsigned>(grid), kQuantThreads, 0, stream>>>(p);
-    } else {
-      quantize_per_token_kernel<T, Q, 1, kIters><<<static_cast<unsigned>(grid), kQuantThreads, 0, stream>>>(p);
-    }
-    return cudaGetLastError();
+  return detail::launch_rows<kVecWide>(p, wide, [&](auto vec, auto iters, unsigned grid) {
+    quantize_per_token_kernel<T, Q, decltype(vec)::value, decltype(iters)::value, kRowSets>
+        <<<grid, kQuantThreads, 0, stream>>>(p);
   });
 }
 
-/// Launches quantize_gather_kernel. `p.group` is set here.
+/// Launches quantize_gather_kernel. `p.group_shift` is set here.
 template <typename T, typename Q>
 cudaError_t launch_quantize_gather(QuantizeGatherParams p, cudaStream_t stream) {
-  if (p.n_rows == 0 || p.D == 0) return cudaSuccess;
   constexpr int kVecWide = 16 / sizeof(T);
   bool const wide = p.D % kVecWide == 0 && detail::aligned_to(p.src, 16) && detail::aligned_to(p.dst, kVecWide) &&
                     p.src_stride_b % kVecWide == 0 && p.src_stride_h % kVecWide == 0 &&
                     p.src_stride_t % kVecWide == 0;
-  int const vec = wide ? kVecWide : 1;
-  RowLaunchShape const shape = choose_row_shape(p.D, vec);
-  p.group = shape.group;
-  int64_t const grid = ceil_div<int64_t>(p.n_rows, kQuantThreads / shape.group);
-  if (grid > 0x7fffffff) return cudaErrorInvalidConfiguration;
-  return detail::dispatch_iters(shape.iters, [&](auto iters) {
-    constexpr int kIters = decltype(iters)::value;
-    if (wide) {
-      quantize_gather_kernel<T, Q, kVecWide, kIters><<<static_cast<unsigned>(grid), kQuantThreads, 0, stream>>>(p);
-    } else {
-      quantize_gather_kernel<T, Q, 1, kIters><<<static_cast<unsigned>(grid), kQuantThreads, 0, stream>>>(p);
-    }
-    return cudaGetLastError();
+  return detail::launch_rows<kVecWide>(p, wide, [&](auto vec, auto iters, unsigned grid) {
+    quantize_gather_kernel<T, Q, decltype(vec)::value, decltype(iters)::value, kRowSets>
+        <<<grid, kQuantThreads, 0, stream>>>(p);
   });
 }
 
-/// Launches dequantize_per_token_kernel. `p.group` is set here.
+/// Launches dequantize_per_token_kernel. `p.group_shift` is set here.
 template <typename T, typename Q>
 cudaError_t launch_dequantize_per_token(DequantizeParams p, cudaStream_t stream) {
-  if (p.n_rows == 0 || p.D == 0) return cudaSuccess;
   constexpr int kVecWide = 16 / sizeof(T);
   bool const wide = p.D % kVecWide == 0 && detail::aligned_to(p.out, 16) && detail::aligned_to(p.q, kVecWide);
-  int const vec = wide ? kVecWide : 1;
-  RowLaunchShape const shape = choose_row_shape(p.D, vec);
-  p.group = shape.group;
-  int64_t const grid = ceil_div<int64_t>(p.n_rows, kQuantThreads / shape.group);
-  if (grid > 0x7fffffff) return cudaErrorInvalidConfiguration;
-  return detail::dispatch_iters(shape.iters, [&](auto iters) {
-    constexpr int kIters = decltype(iters)::value;
-    if (wide) {
-      dequantize_per_token_kernel<T, Q, kVecWide, kIters><<<static_cast<unsigned>(grid), kQuantThreads, 0, stream>>>(p);
-    } else {
-      dequantize_per_token_kernel<T, Q, 1, kIters><<<static_cast<unsigned>(grid), kQuantThreads, 0, stream>>>(p);
-    }
-    return cudaGetLastError();
+  return detail::launch_rows<kVecWide>(p, wide, [&](auto vec, auto iters, unsigned grid) {
+    dequantize_per_token_kernel<T, Q, decltype(vec)::value, decltype(iters)::value, kRowSets>
+        <<<grid, kQuantThreads, 0, stream>>>(p);
   });
 }
 

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <ostream>
 #include <random>
@@ -120,6 +121,50 @@ TYPED_TEST(QuantTyped, ZeroRowsAndHugeValues) {
     x.select(2, 6).select(2, 17).fill_(1e-30);  // tiny absmax (scale may underflow to a subnormal or 0)
     at::Tensor deq = this->check_roundtrip(x, x.to(cuda_dev()), q);
     EXPECT_TRUE(at::isfinite(deq.to(at::kFloat)).all().item<bool>()) << name_of(q);
+  }
+}
+
+TYPED_TEST(QuantTyped, SignedZerosAndTinyElements) {
+  // Normal rows (the kernels' division-free path) holding +0, -0 and elements far below the
+  // row's scale (|x| < 2^-100, where the kernel uses RN(x * (1/s)) instead of the corrected
+  // quotient), and rows whose scale lies in [2^-100, 2^-60) or just around 2^-60 (the per-element
+  // division path and its boundary).
+  for (QuantDtype q : {QuantDtype::kFp8E4M3, QuantDtype::kInt8}) {
+    float const qmax = q == QuantDtype::kInt8 ? 127.0f : 448.0f;
+    at::Tensor x = random_rows({2, 3, 12, 128}, at::kFloat, this->gen_);
+    for (int64_t t = 0; t < 6; ++t) {
+      at::Tensor row = x.select(2, t);  // [2, 3, 128]
+      row.select(2, 3 + t).fill_(0.0);
+      row.select(2, 40 + t).fill_(-0.0);
+      row.select(2, 70 + t).fill_(1e-35);     // tiny (normal in fp32, subnormal in bf16, 0 in fp16)
+      row.select(2, 90 + t).fill_(-1e-35);
+      row.select(2, 100 + t).fill_(-3e-39);   // fp32 subnormal
+      row.select(2, 110 + t).fill_(2e-31);    // just above 2^-100 ~ 7.9e-31 / 4
+    }
+    // Scales around the fast/division boundary 2^-60 and inside [2^-100, 2^-60).
+    float const amax[] = {std::ldexp(1.0f, -60) * qmax, std::ldexp(1.0f, -60) * qmax * 0.999f,
+                          std::ldexp(1.0f, -61) * qmax, std::ldexp(1.0f, -80) * qmax,
+                          std::ldexp(1.0f, -99) * qmax, std::ldexp(1.0f, -60) * qmax * 1.001f};
+    for (int64_t k = 0; k < 6; ++k) {
+      at::Tensor row = x.select(2, 6 + k);
+      row.copy_(at::rand({2, 3, 128}, this->gen_) * 2 - 1);
+      row.mul_(amax[k]);
+      row.select(2, 17).fill_(amax[k]);   // the absmax element
+      row.select(2, 18).fill_(-0.0);
+    }
+    at::Tensor xt = x.to(this->kDtype);
+    this->check_roundtrip(xt, xt.to(cuda_dev()), q);
+  }
+}
+
+TYPED_TEST(QuantTyped, ManyRowsGridStride) {
+  // More rows than one pass of the capped grid covers (132 SMs x 8 CTAs x 64 rows for D = 128),
+  // so every warp loops; odd row counts leave partial row sets at the end.
+  for (QuantDtype q : {QuantDtype::kFp8E4M3, QuantDtype::kInt8}) {
+    at::Tensor x = random_rows({1, 8, 11111, 128}, this->kDtype, this->gen_);
+    this->check_roundtrip(x, x.to(cuda_dev()), q);
+    at::Tensor y = random_rows({3, 2, 25001, 64}, this->kDtype, this->gen_);
+    this->check_roundtrip(y, y.to(cuda_dev()), q);
   }
 }
 
@@ -336,7 +381,10 @@ INSTANTIATE_TEST_SUITE_P(
         CompactCase{{2, 3, 999, 3}, at::kChar, 800, 0.6},              // 3-byte rows (byte vectors)
         CompactCase{{1, 2, 50, 2, 3, 5}, at::kHalf, 40, 0.5},          // several trailing dims
         CompactCase{{1, 2, 9, 20000}, at::kFloat, 7, 0.6},             // 80 KB rows: row-wise fallback
-        CompactCase{{2, 2, 100, 16}, at::kBFloat16, 50, 0.0}),         // all -1: zero fill only
+        CompactCase{{2, 2, 100, 16}, at::kBFloat16, 50, 0.0},          // all -1: zero fill only
+        CompactCase{{1, 8, 32768, 128}, at::kBFloat16, 24576, 1.0},    // the benchmark's shape (32k tokens)
+        CompactCase{{3, 5, 3001, 80}, at::kHalf, 2222, 0.9},           // 160-byte rows: 10 vectors per row
+        CompactCase{{2, 3, 5000, 6}, at::kBFloat16, 3333, 0.8}),       // 12-byte rows: 4-byte vectors, 3 per row
     compact_case_name);
 
 TEST(CompactCuda, RepeatedCompactionsStayEqual) {

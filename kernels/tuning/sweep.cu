@@ -1,0 +1,347 @@
+// Launch-shape sweep of the AKCB kernels (issue 6 tuning aid; not part of the library or its
+// build). Torch-free: times variants of the kernels in kernels/*.cuh at the benchmark's shape
+// (one Llama-3-8B layer's K cache: B = 1, 8 KV heads, D = 128, bf16, T = 8k / 32k) with CUDA
+// events, 20 back-to-back calls per batch, median of 15 batches, against cudaMemcpyAsync
+// device-to-device of the same bytes (read + write) timed the same way, and checks every
+// variant's output bit for bit against a host reference (quantize: fp32 division + RNE encode,
+// as src/cpu/ops_reference.cpp; compact: a sequential in-order copy).
+//
+//   nvcc -O3 -std=c++17 -arch=sm_90 --expt-relaxed-constexpr -I kernels kernels/tuning/sweep.cu -o sweep
+//   ./sweep > sweep.md
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../compact.cuh"
+#include "../quant.cuh"
+
+using namespace akcb::kernels;
+
+#define CK(x)                                                                                  \
+  do {                                                                                         \
+    cudaError_t e_ = (x);                                                                      \
+    if (e_ != cudaSuccess) {                                                                   \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                            \
+    }                                                                                          \
+  } while (0)
+
+namespace {
+
+constexpr int kReps = 20, kBatches = 15;
+int g_sm = 132;
+
+// Sweep wrappers with their own launch bounds.
+template <typename Q, int kIters, int kRows, int kMinCtas>
+__global__ void __launch_bounds__(kQuantThreads, kMinCtas) sweep_quant(QuantizeParams p) {
+  detail::quantize_per_token_body<__nv_bfloat16, Q, 8, kIters, kRows>(p);
+}
+template <int kIters, int kRows, int kMinCtas>
+__global__ void __launch_bounds__(kQuantThreads, kMinCtas) sweep_dequant(DequantizeParams p) {
+  detail::dequantize_per_token_body<__nv_bfloat16, Fp8E4M3, 8, kIters, kRows>(p);
+}
+
+double time_ms(std::function<void()> const& f) {
+  cudaEvent_t a, b;
+  CK(cudaEventCreate(&a));
+  CK(cudaEventCreate(&b));
+  for (int i = 0; i < 3; ++i) f();
+  CK(cudaDeviceSynchronize());
+  std::vector<double> ms;
+  for (int t = 0; t < kBatches; ++t) {
+    CK(cudaEventRecord(a));
+    for (int r = 0; r < kReps; ++r) f();
+    CK(cudaEventRecord(b));
+    CK(cudaEventSynchronize(b));
+    float x = 0;
+    CK(cudaEventElapsedTime(&x, a, b));
+    ms.push_back(x / kReps);
+  }
+  CK(cudaGetLastError());
+  std::sort(ms.begin(), ms.end());
+  CK(cudaEventDestroy(a));
+  CK(cudaEventDestroy(b));
+  return ms[ms.size() / 2];
+}
+
+/// GB/s of cudaMemcpyAsync moving `bytes` in total (bytes / 2 read, bytes / 2 written).
+double copy_gbps(int64_t bytes) {
+  static void *src = nullptr, *dst = nullptr;
+  static int64_t cap = 0;
+  int64_t const half = bytes / 2;
+  if (half > cap) {
+    if (src) {
+      CK(cudaFree(src));
+      CK(cudaFree(dst));
+    }
+    CK(cudaMalloc(&src, half));
+    CK(cudaMalloc(&dst, half));
+    CK(cudaMemset(src, 1, half));
+    cap = half;
+  }
+  double const ms = time_ms([&] { CK(cudaMemcpyAsync(dst, src, half, cudaMemcpyDeviceToDevice)); });
+  return 2.0 * half / (ms * 1e-3) / 1e9;
+}
+
+void report(char const* op, std::string const& variant, int64_t T, int64_t bytes, double ms, bool ok) {
+  double const gbps = bytes / (ms * 1e-3) / 1e9;
+  double const copy = copy_gbps(bytes);
+  std::printf("| %s | %s | %lld | %.1f | %.1f | %.0f | %.0f | %.3f | %s |\n", op, variant.c_str(), (long long)T,
+              bytes / 1e6, ms * 1e3, gbps, copy, gbps / copy, ok ? "ok" : "MISMATCH");
+  std::fflush(stdout);
+}
+
+uint8_t host_fp8(float y) { return static_cast<uint8_t>(__nv_cvt_float_to_fp8(y, __NV_SATFINITE, __NV_E4M3)); }
+
+// ------------------------------------------------------------------------------------------------
+void sweep_quantize(int64_t T) {
+  int64_t const D = 128, rows = 8 * T;
+  std::vector<__nv_bfloat16> hx(rows * D);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd;
+  for (int64_t r = 0; r < rows; ++r) {
+    float const mag = std::pow(10.0f, static_cast<float>(static_cast<int>(rng() % 7) - 3));
+    for (int64_t d = 0; d < D; ++d) hx[r * D + d] = __float2bfloat16(nd(rng) * mag);
+  }
+  // host reference (fp8)
+  std::vector<uint8_t> want_q(rows * D);
+  std::vector<float> want_s(rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    float amax = 0;
+    for (int64_t d = 0; d < D; ++d) amax = std::max(amax, std::fabs(__bfloat162float(hx[r * D + d])));
+    float const s = amax / 448.0f;
+    want_s[r] = s > 0 ? s : 0.0f;
+    for (int64_t d = 0; d < D; ++d) {
+      float y = s > 0 ? __bfloat162float(hx[r * D + d]) / s : 0.0f;
+      y = std::min(std::max(y, -448.0f), 448.0f);
+      want_q[r * D + d] = host_fp8(y);
+    }
+  }
+  __nv_bfloat16* x;
+  uint8_t* q;
+  float* sc;
+  CK(cudaMalloc(&x, rows * D * 2));
+  CK(cudaMalloc(&q, rows * D));
+  CK(cudaMalloc(&sc, rows * 4));
+  CK(cudaMemcpy(x, hx.data(), rows * D * 2, cudaMemcpyHostToDevice));
+  int64_t const bytes = rows * D * 3 + rows * 4;
+  std::vector<uint8_t> got_q(rows * D);
+  std::vector<float> got_s(rows);
+
+  auto check = [&]() {
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(got_q.data(), q, rows * D, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(got_s.data(), sc, rows * 4, cudaMemcpyDeviceToHost));
+    return got_q == want_q && std::memcmp(got_s.data(), want_s.data(), rows * 4) == 0;
+  };
+  auto run = [&](std::string name, int shift, int rows_per_set, int ctas_per_sm, auto kernel) {
+    QuantizeParams p{};
+    p.x = x;
+    p.rows.n_dims = 1;
+    p.rows.size[0] = rows;
+    p.rows.stride[0] = D;
+    p.q = q;
+    p.scale = sc;
+    p.n_rows = rows;
+    p.D = D;
+    p.group_shift = shift;
+    int64_t const rows_per_cta = 8 * (32 >> shift) * rows_per_set;
+    int64_t grid = (rows + rows_per_cta - 1) / rows_per_cta;
+    if (ctas_per_sm > 0) grid = std::min<int64_t>(grid, int64_t{g_sm} * ctas_per_sm);
+    CK(cudaMemset(q, 0xff, rows * D));
+    CK(cudaMemset(sc, 0xff, rows * 4));
+    auto f = [&] { kernel<<<static_cast<unsigned>(grid), kQuantThreads>>>(p); };
+    f();
+    bool const ok = check();
+    double const ms = time_ms(f);
+    report("quantize_fp8", name + " grid=" + std::to_string(grid), T, bytes, ms, ok);
+  };
+  // (G, iters, row sets, min CTAs/SM in launch bounds, grid cap per SM)
+  {
+    QuantizeParams p{};
+    p.x = x;
+    p.rows.n_dims = 1;
+    p.rows.size[0] = rows;
+    p.rows.stride[0] = D;
+    p.q = q;
+    p.scale = sc;
+    p.n_rows = rows;
+    p.D = D;
+    auto f = [&] { CK((launch_quantize_per_token<__nv_bfloat16, Fp8E4M3>(p, 0))); };
+    CK(cudaMemset(q, 0xff, rows * D));
+    f();
+    bool const ok = check();
+    report("quantize_fp8", "library default", T, bytes, time_ms(f), ok);
+    auto g = [&] { CK((launch_quantize_per_token<__nv_bfloat16, Int8>(p, 0))); };
+    report("quantize_int8", "library default", T, bytes, time_ms(g), true);
+  }
+  for (int cap : {4, 8, 16, 0}) {
+    run("G4 it4 r1 lb4 cap" + std::to_string(cap), 2, 1, cap, sweep_quant<Fp8E4M3, 4, 1, 4>);
+  }
+  run("G4 it4 r1 lb3 cap8", 2, 1, 8, sweep_quant<Fp8E4M3, 4, 1, 3>);
+  run("G4 it4 r1 lb2 cap8", 2, 1, 8, sweep_quant<Fp8E4M3, 4, 1, 2>);
+  run("G4 it4 r2 lb2 cap8", 2, 2, 8, sweep_quant<Fp8E4M3, 4, 2, 2>);
+  run("G4 it4 r2 lb4 cap8", 2, 2, 8, sweep_quant<Fp8E4M3, 4, 2, 4>);
+  run("G8 it2 r1 lb4 cap8", 3, 1, 8, sweep_quant<Fp8E4M3, 2, 1, 4>);
+  run("G8 it2 r2 lb4 cap8", 3, 2, 8, sweep_quant<Fp8E4M3, 2, 2, 4>);
+  run("G8 it2 r1 lb6 cap8", 3, 1, 8, sweep_quant<Fp8E4M3, 2, 1, 6>);
+  run("G8 it2 r1 lb8 cap0", 3, 1, 0, sweep_quant<Fp8E4M3, 2, 1, 8>);
+  run("G16 it1 r2 lb6 cap8", 4, 2, 8, sweep_quant<Fp8E4M3, 1, 2, 6>);
+  run("G16 it1 r4 lb4 cap8", 4, 4, 8, sweep_quant<Fp8E4M3, 1, 4, 4>);
+  run("G2 it8 r1 lb3 cap8", 1, 1, 8, sweep_quant<Fp8E4M3, 8, 1, 3>);
+
+  // dequantize variants (reads the q written above)
+  __nv_bfloat16* out;
+  CK(cudaMalloc(&out, rows * D * 2));
+  int64_t const dbytes = rows * D * 3 + rows * 4;
+  auto drun = [&](std::string name, int shift, int rows_per_set, int ctas_per_sm, auto kernel) {
+    DequantizeParams p{};
+    p.q = q;
+    p.scale = sc;
+    p.out = out;
+    p.n_rows = rows;
+    p.D = D;
+    p.group_shift = shift;
+    int64_t const rows_per_cta = 8 * (32 >> shift) * rows_per_set;
+    int64_t grid = (rows + rows_per_cta - 1) / rows_per_cta;
+    if (ctas_per_sm > 0) grid = std::min<int64_t>(grid, int64_t{g_sm} * ctas_per_sm);
+    auto f = [&] { kernel<<<static_cast<unsigned>(grid), kQuantThreads>>>(p); };
+    report("dequantize_fp8", name + " grid=" + std::to_string(grid), T, dbytes, time_ms(f), true);
+  };
+  {
+    DequantizeParams p{};
+    p.q = q;
+    p.scale = sc;
+    p.out = out;
+    p.n_rows = rows;
+    p.D = D;
+    auto f = [&] { CK((launch_dequantize_per_token<__nv_bfloat16, Fp8E4M3>(p, 0))); };
+    report("dequantize_fp8", "library default", T, dbytes, time_ms(f), true);
+  }
+  drun("G4 it4 r1 lb4 cap8", 2, 1, 8, sweep_dequant<4, 1, 4>);
+  drun("G4 it4 r1 lb4 cap0", 2, 1, 0, sweep_dequant<4, 1, 4>);
+  drun("G4 it4 r2 lb4 cap8", 2, 2, 8, sweep_dequant<4, 2, 4>);
+  drun("G8 it2 r1 lb8 cap0", 3, 1, 0, sweep_dequant<2, 1, 8>);
+  drun("G8 it2 r2 lb4 cap8", 3, 2, 8, sweep_dequant<2, 2, 4>);
+  drun("G16 it1 r2 lb8 cap16", 4, 2, 16, sweep_dequant<1, 2, 8>);
+  CK(cudaFree(out));
+  CK(cudaFree(x));
+  CK(cudaFree(q));
+  CK(cudaFree(sc));
+}
+
+// ------------------------------------------------------------------------------------------------
+void sweep_compact(int64_t T) {
+  int64_t const n_bh = 8, D = 128, row_bytes = D * 2, K = T * 3 / 4;
+  std::mt19937 rng(11);
+  std::vector<int64_t> idx(n_bh * K);
+  std::vector<int64_t> all(T);
+  for (int64_t bh = 0; bh < n_bh; ++bh) {
+    for (int64_t i = 0; i < T; ++i) all[i] = i;
+    std::shuffle(all.begin(), all.end(), rng);
+    std::sort(all.begin(), all.begin() + K);
+    for (int64_t i = 0; i < K; ++i) idx[bh * K + i] = all[i];
+  }
+  std::vector<uint8_t> x0(n_bh * T * row_bytes);
+  for (auto& b : x0) b = static_cast<uint8_t>(rng());
+  std::vector<uint8_t> want = x0;
+  for (int64_t bh = 0; bh < n_bh; ++bh)
+    for (int64_t i = 0; i < K; ++i)
+      std::memmove(&want[(bh * T + i) * row_bytes], &want[(bh * T + idx[bh * K + i]) * row_bytes], row_bytes);
+  uint8_t* x;
+  int64_t* index;
+  int* sync;
+  CK(cudaMalloc(&x, x0.size()));
+  CK(cudaMalloc(&index, idx.size() * 8));
+  CK(cudaMemcpy(index, idx.data(), idx.size() * 8, cudaMemcpyHostToDevice));
+  CK(cudaMalloc(&sync, (1 + n_bh + n_bh * K) * 4));
+  int64_t const bytes = n_bh * K * 8 + n_bh * K * row_bytes * 2;
+  std::vector<uint8_t> got(x0.size());
+  auto one = [&](std::string name, auto launch, int vecs, bool memset_in_loop) {
+    int64_t const ws = compact_tokens_workspace(n_bh, T, K, row_bytes, 16, vecs);
+    CompactParams p{};
+    p.x = x;
+    p.index = index;
+    p.n_bh = n_bh;
+    p.T_max = T;
+    p.K = K;
+    p.row_bytes = row_bytes;
+    p.sync = sync;
+    CK(cudaMemcpy(x, x0.data(), x0.size(), cudaMemcpyHostToDevice));
+    CK(cudaMemset(sync, 0, ws * 4));
+    CK(launch(p));
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(got.data(), x, x0.size(), cudaMemcpyDeviceToHost));
+    bool const ok = got == want;
+    // Timed: repeated compaction of the same (already compacted) buffer with the same index:
+    // same traffic pattern (the data is irrelevant to the kernel).
+    auto f = [&] {
+      CK(cudaMemsetAsync(sync, 0, ws * 4));
+      CK(launch(p));
+    };
+    report("compact", name + (memset_in_loop ? " +memset" : ""), T, bytes, time_ms(f), ok);
+    if (!memset_in_loop) return;
+    // Kernel alone: one workspace per call, zeroed up front.
+    int* big;
+    CK(cudaMalloc(&big, ws * 4 * (kReps + 3)));
+    CK(cudaMemset(big, 0, ws * 4 * (kReps + 3)));
+    int call = 0;
+    auto g = [&] {
+      p.sync = big + (call++ % (kReps + 3)) * ws;
+      CK(launch(p));
+    };
+    // the event-timed batches reuse workspaces: re-zero them outside the timing by timing one batch per zeroing
+    cudaEvent_t a, b;
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+    std::vector<double> ms;
+    for (int t = 0; t < kBatches; ++t) {
+      CK(cudaMemset(big, 0, ws * 4 * (kReps + 3)));
+      call = 0;
+      CK(cudaEventRecord(a));
+      for (int r = 0; r < kReps; ++r) g();
+      CK(cudaEventRecord(b));
+      CK(cudaEventSynchronize(b));
+      float xm;
+      CK(cudaEventElapsedTime(&xm, a, b));
+      ms.push_back(xm / kReps);
+    }
+    std::sort(ms.begin(), ms.end());
+    report("compact", name + " kernel only", T, bytes, ms[ms.size() / 2], ok);
+    CK(cudaFree(big));
+  };
+  one("library default (kVecs 8)", [&](CompactParams q) { return launch_compact_tokens<>(q, 16, 0); }, kCompactVecs, true);
+  one("kVecs 4", [&](CompactParams q) { return launch_compact_tokens<4>(q, 16, 0); }, 4, true);
+  one("kVecs 16", [&](CompactParams q) { return launch_compact_tokens<16>(q, 16, 0); }, 16, true);
+  one("persistent kVecs 8", [&](CompactParams q) { return launch_compact_tokens<8, true>(q, 16, 0); }, 8, true);
+  one("persistent kVecs 4", [&](CompactParams q) { return launch_compact_tokens<4, true>(q, 16, 0); }, 4, true);
+  CK(cudaFree(x));
+  CK(cudaFree(index));
+  CK(cudaFree(sync));
+}
+
+}  // namespace
+
+int main() {
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  g_sm = prop.multiProcessorCount;
+  std::printf("device: %s, %d SMs, L2 %d MB\n\n", prop.name, g_sm, prop.l2CacheSize >> 20);
+  std::printf("| op | variant | tokens | MB moved | median us | GB/s | memcpy GB/s | of memcpy | bits |\n");
+  std::printf("|---|---|---:|---:|---:|---:|---:|---:|---|\n");
+  for (int64_t T : {8192, 32768}) {
+    sweep_quantize(T);
+    sweep_compact(T);
+  }
+  return 0;
+}
