@@ -10,21 +10,29 @@
 // takes a ticket t = atomicAdd(counter) and works on chunk cc = t / n_bh of bh = t % n_bh, so
 // within one bh chunks are taken in increasing order.
 //   1. read:   load the chunk's source rows (index[bh, i] for its i) into registers;
-//   2. wait:   until read_done[bh, c'] is set for every c' < cc (a per-bh watermark skips
-//              chunks already known done); this polling overlaps the chunk's own loads;
+//   2. wait:   for every lower chunk c' < cc of the bh whose reads may reach this chunk's
+//              destination rows [cc*S, cc*S + S): c' reads rows up to last(c') =
+//              index[bh, (c'+1)*S - 1] (sorted; a -1 there is treated as "anything"), so only
+//              chunks with last(c') >= cc*S are waited for (read_done[bh, c'] set). A per-bh
+//              watermark skips chunks already known to have read. The polling overlaps the
+//              chunk's own loads.
 //   3. signal: fence (the loads have completed), barrier, then set read_done[bh, cc] and raise
-//              the watermark to cc + 1;
+//              the watermark to the lowest chunk not seen read (cc + 1 when all were);
 //   4. write:  store the rows to their destinations (zeros for -1; rows with index == i are
 //              left untouched: neither read nor written).
+// With 25% eviction, chunk cc's rows are read by chunks ~0.75 cc .. cc, so the hand-off is not a
+// chain through every lower chunk (as it was when each chunk waited for all of them): a chunk
+// waits only for the few in-flight chunks that really read its destinations.
 // Why this is race-free:
 //  - Reads of chunk cc are never overwritten by a lower chunk: chunk cc reads rows
 //    index[i] >= i >= cc*S, while a chunk c' < cc writes only rows < cc*S.
-//  - Reads of chunk cc may be overwritten by a higher chunk c'' > cc (and writes of cc may
-//    clobber rows that lower chunks read), but every chunk writes only after all lower chunks
-//    of its bh have finished reading (step 2, before the barrier of step 3), and each flag is
-//    published with release semantics after the reads (per-thread fence, barrier, then
-//    st.release / a fenced atomicMax) and observed with ld.acquire before the barrier that
-//    precedes the writes.
+//  - Reads of chunk cc may be overwritten by a higher chunk c'' > cc, and writes of cc may
+//    clobber rows that lower chunks read; a write to row j in [cc*S, cc*S + S) conflicts only
+//    with a reader chunk c' < cc of row j, which has last(c') >= j >= cc*S and is therefore
+//    waited for (step 2, before the barrier of step 3). Each flag is published with release
+//    semantics after the reads (per-thread fence, barrier, fence, st.release / atomicMax) and
+//    observed with ld.acquire before the barrier that precedes the writes.
+//  - The watermark only claims chunks seen read: chunks below it are never polled again.
 //  - Inside a chunk, every read happens before the __syncthreads() that precedes any write.
 //  - Different bh touch disjoint memory; destinations of different chunks are disjoint.
 // Deadlock freedom: a CTA waits only for chunks with lower tickets, which were taken by CTAs that
@@ -34,7 +42,8 @@
 //
 // Cost per 16-byte vector: one fast division (vector -> row, column; FastDivmod), one shared
 // load of the row's source index, the load and the store. The previous version divided 64-bit
-// integers per vector (~25 instructions, twice) and waited for its own reads before polling.
+// integers per vector (~25 instructions, twice), waited for its own reads before polling, and
+// waited for every lower chunk.
 //
 // Rows larger than one CTA's register tile (row_bytes > 256 * kVecs * W) use a fallback: one CTA
 // per bh walks the rows in order, copying each row in pieces, with a barrier between rows
@@ -93,6 +102,39 @@ __device__ __forceinline__ ChunkVec chunk_vec(int v, int n_vecs, FastDivmod cons
   return c;
 }
 
+/// Step 2 for chunk cc of bh (all threads of the CTA; see the scheme above). Chunks polled and
+/// found unread but not conflicting lower `*s_first_unset` (shared, INT_MAX before the call).
+__device__ __forceinline__ void wait_for_readers(CompactParams const& p, int64_t bh, int64_t cc, int* s_first_unset) {
+  if (cc == 0) return;
+  int const* const watermark = p.sync + 1 + bh;
+  int const* const read_done = p.sync + 1 + p.n_bh + bh * p.chunks_per_bh;
+  int64_t const* const index = p.index + bh * p.K;
+  int64_t const first_dst = cc * p.rows_per_chunk;
+  // Thread j polls the chunks c = j (mod 256) at or above the watermark it read itself: each
+  // thread may read a different (monotonic) watermark, and every chunk still has one owner.
+  int64_t const wm = ld_acquire(watermark);
+  int64_t const first = wm + (static_cast<int64_t>(threadIdx.x) - wm % kCompactThreads + kCompactThreads) % kCompactThreads;
+  for (int64_t c = first; c < cc; c += kCompactThreads) {
+    if (ld_acquire(read_done + c) != 0) continue;
+    int64_t const last = index[(c + 1) * p.rows_per_chunk - 1];  // (c + 1) * S <= cc * S <= K
+    if (last >= 0 && last < first_dst) {  // reads only rows below this chunk's destinations
+      atomicMin(s_first_unset, static_cast<int>(c));
+      continue;
+    }
+    while (ld_acquire(read_done + c) == 0) __nanosleep(64);
+  }
+}
+
+/// Step 3 by thread 0, after every thread's fence and a barrier: publish this chunk's reads and
+/// raise the watermark to the lowest chunk not known to have read.
+__device__ __forceinline__ void publish_read(CompactParams const& p, int64_t bh, int64_t cc, int first_unset) {
+  int* const watermark = p.sync + 1 + bh;
+  int* const read_done = p.sync + 1 + p.n_bh + bh * p.chunks_per_bh;
+  __threadfence();  // cumulative over the CTA's reads (ordered before it by the barrier)
+  st_release(read_done + cc, 1);
+  atomicMax(watermark, first_unset == INT_MAX ? static_cast<int>(cc + 1) : first_unset);
+}
+
 }  // namespace detail
 
 // grid: (n_bh * chunks_per_bh), block: 256 -- one chunk of S destination rows per CTA (by ticket)
@@ -101,8 +143,12 @@ __global__ void __launch_bounds__(kCompactThreads) compact_tokens_kernel(Compact
   using V = byte_vec_t<W>;
   __shared__ int s_src[kCompactThreads * kVecs];  // S <= 256 * kVecs (W <= row_bytes)
   __shared__ int s_ticket;
+  __shared__ int s_first_unset;
   int const tid = threadIdx.x;
-  if (tid == 0) s_ticket = atomicAdd(p.sync, 1);
+  if (tid == 0) {
+    s_ticket = atomicAdd(p.sync, 1);
+    s_first_unset = INT_MAX;
+  }
   __syncthreads();
   int64_t const t = s_ticket;
   int64_t const cc = t / p.n_bh, bh = t - cc * p.n_bh;
@@ -125,23 +171,12 @@ __global__ void __launch_bounds__(kCompactThreads) compact_tokens_kernel(Compact
     detail::ChunkVec const c = detail::chunk_vec(tid + k * kCompactThreads, n_vecs, p.vecs_per_row, s_src);
     if (c.valid && c.src >= 0) regs[k] = reinterpret_cast<V const*>(base + c.src * p.row_bytes)[c.col];
   }
-  // 2. wait for every lower chunk of this bh to have read (overlaps the loads above).
-  int* const watermark = p.sync + 1 + bh;
-  int* const read_done = p.sync + 1 + p.n_bh + bh * p.chunks_per_bh;
-  if (cc > 0) {
-    int64_t const wm = detail::ld_acquire(watermark);
-    for (int64_t c = wm + tid; c < cc; c += kCompactThreads) {
-      while (detail::ld_acquire(read_done + c) == 0) __nanosleep(64);
-    }
-  }
-  // 3. signal: this chunk's reads are done (and so are those of every lower chunk).
+  // 2. wait for the lower chunks that read this chunk's destinations (overlaps the loads above).
+  detail::wait_for_readers(p, bh, cc, &s_first_unset);
+  // 3. signal: this chunk's reads are done.
   __threadfence();
   __syncthreads();
-  if (tid == 0) {
-    __threadfence();  // cumulative over the CTA's reads (ordered before it by the barrier)
-    detail::st_release(read_done + cc, 1);
-    atomicMax(watermark, static_cast<int>(cc + 1));
-  }
+  if (tid == 0) detail::publish_read(p, bh, cc, s_first_unset);
   // 4. write
 #pragma unroll
   for (int k = 0; k < kVecs; ++k) {
@@ -170,6 +205,7 @@ __global__ void __launch_bounds__(kCompactThreads) compact_tokens_persistent_ker
   using V = byte_vec_t<W>;
   __shared__ int s_src[2][kCompactThreads * kVecs];
   __shared__ int s_ticket[2];
+  __shared__ int s_first_unset;
   int const tid = threadIdx.x;
   int64_t const n_chunks = p.n_bh * p.chunks_per_bh;
   auto load_index = [&](int64_t t, int* dst) {
@@ -182,7 +218,10 @@ __global__ void __launch_bounds__(kCompactThreads) compact_tokens_persistent_ker
       dst[r] = src == i0 + r ? INT_MIN : static_cast<int>(src);
     }
   };
-  if (tid == 0) s_ticket[0] = atomicAdd(p.sync, 1);
+  if (tid == 0) {
+    s_ticket[0] = atomicAdd(p.sync, 1);
+    s_first_unset = INT_MAX;
+  }
   __syncthreads();
   int64_t t = s_ticket[0];
   if (t < n_chunks) load_index(t, s_src[0]);
@@ -203,22 +242,14 @@ __global__ void __launch_bounds__(kCompactThreads) compact_tokens_persistent_ker
       if (c.valid && c.src >= 0) regs[k] = reinterpret_cast<V const*>(base + c.src * p.row_bytes)[c.col];
     }
     if (tid == 0) s_ticket[buf ^ 1] = atomicAdd(p.sync, 1);
-    // 2. wait for every lower chunk of this bh to have read
-    int* const watermark = p.sync + 1 + bh;
-    int* const read_done = p.sync + 1 + p.n_bh + bh * p.chunks_per_bh;
-    if (cc > 0) {
-      int64_t const wm = detail::ld_acquire(watermark);
-      for (int64_t c = wm + tid; c < cc; c += kCompactThreads) {
-        while (detail::ld_acquire(read_done + c) == 0) __nanosleep(64);
-      }
-    }
+    // 2. wait for the lower chunks that read this chunk's destinations
+    detail::wait_for_readers(p, bh, cc, &s_first_unset);
     // 3. signal
     __threadfence();
     __syncthreads();
     if (tid == 0) {
-      __threadfence();
-      detail::st_release(read_done + cc, 1);
-      atomicMax(watermark, static_cast<int>(cc + 1));
+      detail::publish_read(p, bh, cc, s_first_unset);
+      s_first_unset = INT_MAX;  // for the next chunk (polled only after the barrier below)
     }
     int64_t const t_next = s_ticket[buf ^ 1];
     if (t_next < n_chunks) load_index(t_next, s_src[buf ^ 1]);  // overlaps the stores below
