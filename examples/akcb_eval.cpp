@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -182,9 +183,36 @@ class Progress {
 
 // ------------------------------------------------------------------ cells
 
+/// Fingerprint of the checkpoint's weights: FNV-1a over the name, size, first and last 4 MiB of
+/// every *.safetensors file of `dir` (sorted). Part of every cell key, so that cells of earlier
+/// weights in the same directory are not reused.
+std::string weights_fingerprint(std::string const& dir) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> files;
+  for (auto const& e : fs::directory_iterator(dir))
+    if (e.is_regular_file() && e.path().extension() == ".safetensors") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  std::string acc;
+  constexpr std::streamsize kChunk = 4 << 20;
+  for (auto const& f : files) {
+    auto const size = static_cast<std::streamsize>(fs::file_size(f));
+    std::ifstream in(f, std::ios::binary);
+    std::string head(static_cast<size_t>(std::min(size, kChunk)), '\0');
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    std::string tail(static_cast<size_t>(std::min(size, kChunk)), '\0');
+    in.seekg(size - static_cast<std::streamsize>(tail.size()));
+    in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
+    AKCB_CHECK(in.good(), "cannot read ", f.string());
+    acc += strf("%s:%lld:%016llx:%016llx;", f.filename().c_str(), static_cast<long long>(size),
+                static_cast<unsigned long long>(fnv1a(head)), static_cast<unsigned long long>(fnv1a(tail)));
+  }
+  return strf("%016llx", static_cast<unsigned long long>(fnv1a(acc)));
+}
+
 /// One loaded model with its tokenizer and eos ids.
 struct Loaded {
   std::string dir, name;
+  std::string weights_id;  // weights_fingerprint(dir): a retrained checkpoint in the same dir gets new cells
   am::ModelConfig config;
   std::unique_ptr<am::LlamaModel> model;
   std::unique_ptr<am::Tokenizer> tok;
@@ -226,10 +254,13 @@ class Runner {
     } else {
       for (auto const& e : in.examples) ids += e.id + ";";
     }
-    return strf("%s|%s|%s|%s|%s|%s|%s|%s|chunk%lld|%s|%s|v1", m.dir.c_str(), c.kind.c_str(), c.set.c_str(),
+    // The device joins the key only off the CPU, so that CPU cells of earlier runs keep their keys.
+    std::string const dev = m.model->device().is_cpu() ? "" : "|" + m.model->device().str();
+    return strf("%s@%s|%s|%s|%s|%s|%s|%s|%s|chunk%lld|%s|%s|v1%s", m.dir.c_str(), m.weights_id.c_str(),
+                c.kind.c_str(), c.set.c_str(),
                 c.split.c_str(), akcb::to_string(c.policy), akcb::to_string(c.mode), fmt_fraction(c.fraction).c_str(),
                 config_string(c.base).c_str(), static_cast<long long>(a_.prefill_chunk), a_.dtype.c_str(),
-                ids.c_str());
+                ids.c_str(), dev.c_str());
   }
   std::string cell_path(Loaded const& m, Cell const& c, Inputs const& in) const {
     std::string f = fmt_fraction(c.fraction);
@@ -375,6 +406,7 @@ class Runner {
     json j = {{"key", cell_key(m, c, in)},
               {"model", m.name},
               {"model_dir", m.dir},
+              {"weights_id", m.weights_id},
               {"kind", c.kind},
               {"set", c.set},
               {"split", c.split},
@@ -648,6 +680,7 @@ int run(Args const& a) {
   for (auto const& dir : a.models) {
     Loaded m;
     m.dir = dir;
+    m.weights_id = weights_fingerprint(dir);
     m.name = basename_of(dir);
     m.config = am::ModelConfig::load(dir);
     am::LoadOptions lo;
