@@ -19,6 +19,9 @@
 #   kernels    = build test bench sanitize (in that order)
 #   e2e        end-to-end model benchmark (bench_e2e, own build folder, -DAKCB_BUILD_MODELS=ON;
 #              ~1 min build + ~2-4 min run, estimated) -> e2e.json, e2e.md, e2e.log
+#   eval       akcb-eval with --device cuda on both bundled models (own build folder, models and
+#              examples on; a small grid in bf16 and fp32; see run_eval below)
+#              -> eval_cuda.md, eval_{bf16,fp32}.csv, eval_{bf16,fp32}.json, eval.log
 #   all        = kernels e2e
 # env:
 #   OUT                 output folder (default ./gpu-out)
@@ -69,7 +72,7 @@ for p in "${PARTS[@]}"; do
   case "$p" in
     kernels) for q in build test sanitize bench; do WANT[$q]=1; done ;;
     all) for q in build test sanitize bench e2e; do WANT[$q]=1; done ;;
-    build|test|core|sanitize|bench|e2e) WANT[$p]=1 ;;
+    build|test|core|sanitize|bench|e2e|eval) WANT[$p]=1 ;;
     *) echo "unknown part: $p (see the header of $0)"; exit 2 ;;
   esac
 done
@@ -283,6 +286,74 @@ run_e2e() {
   tail -40 "$OUT/e2e.log" | tee -a "$LOG"
 }
 
+# Evaluation on the GPU (issue 5, "--device cuda works"): akcb-eval (examples/akcb_eval.cpp) built with
+# CUDA in its own folder ($AKCB_EVAL_BUILD_DIR, default $BUILD-eval; models + examples on, tests off),
+# or, with AKCB_USE_PREBUILT=1, $AKCB_EVAL_PREBUILT/akcb-eval (default .carry/akcb-kernels/prebuilt-eval,
+# with the libakcb.so and libakcb_models.so it was linked with) when that starts here. Then, for each
+# dtype in $AKCB_EVAL_DTYPES (default "bf16 fp32"), one akcb-eval run on models/tiny-qwen3 and
+# models/tiny-llama3: passkey + multikey at 2048 tokens (the first $AKCB_EVAL_N test examples each,
+# default 4), full / window / origin / quant / mix at 1/4 of the full KV bytes (bytes mode),
+# perplexity on one $AKCB_EVAL_PPL_LEN-token document (default 512: 384 tokens teacher-forced through the cache) and the
+# short-context check (budget > context must reproduce full's tokens and first logits; akcb-eval
+# exits 2 otherwise). Each run is limited to $AKCB_EVAL_TIMEOUT seconds (default 100). Extra flags:
+# AKCB_EVAL_ARGS. Writes eval_<dtype>.csv / .json (akcb-eval's results.csv / results.json),
+# eval_cuda.md (the summaries) and eval.log (progress and tables). A run past its timeout leaves
+# only its progress lines in eval.log (akcb-eval writes results.* at the end).
+EVAL_BUILD=${AKCB_EVAL_BUILD_DIR:-$BUILD-eval}
+
+run_eval() {
+  local bin="$EVAL_BUILD/examples/akcb-eval"
+  e2e_deps  # the same model dependencies (pcre2, utf8proc, nlohmann_json, CLI11)
+  local pre=${AKCB_EVAL_PREBUILT:-.carry/akcb-kernels/prebuilt-eval}
+  local ld=${E2E_LD_PATH:-}
+  if [[ -n "${AKCB_USE_PREBUILT:-}" && -x "$pre/akcb-eval" ]]; then
+    local torch_lib
+    torch_lib=$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+    pre=$(cd "$pre" && pwd)
+    local pld="$pre:$torch_lib:/usr/local/cuda/lib64${ld:+:$ld}"
+    if LD_LIBRARY_PATH="$pld:${LD_LIBRARY_PATH:-}" "$pre/akcb-eval" --help >/dev/null 2>&1; then
+      bin="$pre/akcb-eval"
+      ld=$pld
+      say "eval: using prebuilt $bin"
+    else
+      say "eval: prebuilt akcb-eval does not start here: building"
+    fi
+  fi
+  if [[ "$bin" == "$EVAL_BUILD/"* ]]; then
+    say "eval: configure ($EVAL_BUILD, AKCB_BUILD_MODELS=ON, AKCB_BUILD_EXAMPLES=ON)"
+    LD_LIBRARY_PATH="${E2E_CFG_LD:+$E2E_CFG_LD:}${LD_LIBRARY_PATH:-}" \
+      cmake -S . -B "$EVAL_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DCMAKE_PREFIX_PATH="$PREFIX" -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" \
+      -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DAKCB_WITH_CUDA=ON -DAKCB_BUILD_TESTS=OFF \
+      -DAKCB_BUILD_BENCHMARKS=OFF -DAKCB_BUILD_MODELS=ON -DAKCB_BUILD_EXAMPLES=ON "${E2E_CMAKE_ARGS[@]}" \
+      >>"$LOG" 2>&1 || { fail "eval configure (see gpu_run.log)"; tail -30 "$LOG"; return 1; }
+    local t0=$SECONDS
+    cmake --build "$EVAL_BUILD" -j"$JOBS" --target akcb-eval >>"$LOG" 2>&1 ||
+      { fail "eval build (see gpu_run.log)"; grep -E "error|FAILED" "$LOG" | head -30; return 1; }
+    say "eval: built in $((SECONDS - t0)) s"
+  fi
+  local n=${AKCB_EVAL_N:-4} tmo=${AKCB_EVAL_TIMEOUT:-100} dt rc
+  : >"$OUT/eval_cuda.md"
+  for dt in ${AKCB_EVAL_DTYPES:-bf16 fp32}; do
+    local out=/tmp/akcb-eval-cuda-$dt t0=$SECONDS
+    rm -rf "$out"
+    say "eval: akcb-eval --device cuda --dtype $dt ${AKCB_EVAL_ARGS:-}"
+    # shellcheck disable=SC2086
+    LD_LIBRARY_PATH="${ld:+$ld:}${LD_LIBRARY_PATH:-}" timeout "$tmo" "$bin" --device cuda --dtype "$dt" \
+      -m models/tiny-qwen3 -m models/tiny-llama3 --tasks passkey,multikey --lengths 2048 -n "$n" \
+      --policies full,window,origin,quant,mix --budgets 1/4 --budget-modes bytes \
+      --ppl-docs 1 --ppl-len "${AKCB_EVAL_PPL_LEN:-512}" --ppl-prefix 128 --short-examples 1 -o "$out" \
+      ${AKCB_EVAL_ARGS:-} >>"$OUT/eval.log" 2>&1
+    rc=$?
+    say "eval: $dt exit $rc after $((SECONDS - t0)) s"
+    [[ $rc -eq 0 ]] || fail "akcb-eval --device cuda --dtype $dt (exit $rc; see eval.log)"
+    [[ -f "$out/results.csv" ]] && cp "$out/results.csv" "$OUT/eval_$dt.csv"
+    [[ -f "$out/results.json" ]] && cp "$out/results.json" "$OUT/eval_$dt.json"
+    { echo "## --dtype $dt (exit $rc, $((SECONDS - t0)) s)"; echo; cat "$out/summary.md" 2>/dev/null; echo; } >>"$OUT/eval_cuda.md"
+  done
+  tail -30 "$OUT/eval.log" | tee -a "$LOG"
+}
+
 : >"$LOG"
 say "parts: ${!WANT[*]}"
 setup_env
@@ -301,5 +372,6 @@ if [[ -n "${WANT[build]:-}" ]] && { prebuilt_first || do_build || use_prebuilt; 
   [[ -n "${WANT[core]:-}" && -z "$USING_PREBUILT" ]] && do_core
 fi
 [[ -n "${WANT[e2e]:-}" ]] && run_e2e
+[[ -n "${WANT[eval]:-}" ]] && run_eval
 say "done, status $STATUS; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
 exit $STATUS
