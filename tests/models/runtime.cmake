@@ -12,7 +12,9 @@ find_package(nlohmann_json 3 REQUIRED)
 set(AKCB_HF_REFERENCE_DIR ${AKCB_FIXTURES_DIR}/hf_reference)
 add_test(NAME make_hf_reference
   COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tools/hf_reference/make_reference.py
-          --out ${AKCB_HF_REFERENCE_DIR})
+          --out ${AKCB_HF_REFERENCE_DIR}
+          --bundled ${PROJECT_SOURCE_DIR}/models/tiny-llama3 ${PROJECT_SOURCE_DIR}/models/tiny-qwen3
+          --bundled-text ${PROJECT_SOURCE_DIR}/evaldata/heldout_docs.jsonl)
 set_tests_properties(make_hf_reference PROPERTIES FIXTURES_SETUP hf_reference LABELS cpu TIMEOUT 600)
 
 akcb_add_test(NAME akcb_model_tests

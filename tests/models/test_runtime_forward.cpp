@@ -5,6 +5,7 @@
 
 #include <akcb/models/generate.hpp>
 #include <akcb/models/llama.hpp>
+#include <akcb/models/tokenizer.hpp>
 
 #include <ATen/ATen.h>
 
@@ -284,6 +285,56 @@ TEST_P(RuntimeForward, CudaMatchesHf) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Checkpoints, RuntimeForward, ::testing::Values("llama_tied", "llama_untied", "qwen3"));
+
+// The shipped checkpoints (models/tiny-llama3, models/tiny-qwen3; issue 7): the C++ tokenizer gives
+// transformers' ids on held-out text, and the forward gives transformers' fp32 logits on the first
+// 512 of them (full rows at the last positions, the argmax at every position where HF's top two are
+// apart by more than 1e-3) and its greedy continuation. References: make_reference.py --bundled.
+TEST(RuntimeBundled, TokenizerLogitsAndGreedyMatchHf) {
+  json const manifest = json::parse(akcb_test::read_bytes(akcb_test::hf_reference_dir() / "manifest.json"));
+  if (!manifest.contains("bundled") || manifest["bundled"].empty()) GTEST_SKIP() << "no bundled checkpoint in models/";
+  for (auto const& entry : manifest["bundled"]) {
+    std::string const name = entry["name"].get<std::string>();
+    SCOPED_TRACE(name);
+    json const j = json::parse(akcb_test::read_bytes(akcb_test::hf_reference_dir() / name / "reference.json"));
+    std::string const model_dir = j["model_dir"].get<std::string>();
+
+    auto const tok = akcb::models::Tokenizer::from_dir(model_dir);
+    std::vector<int32_t> const ids32 = tok.encode(j["text"].get<std::string>());
+    std::vector<int64_t> const got_ids(ids32.begin(), ids32.end());
+    EXPECT_EQ(got_ids, j["text_ids"].get<std::vector<int64_t>>()) << "tokenization differs from transformers";
+
+    LlamaModel const model = LlamaModel::load(model_dir);  // fp32 compute on CPU
+    at::Tensor const input = HfReference::ids(j["input_ids"]);
+    int64_t const S = input.size(1), tail = j["tail"].get<int64_t>(), V = j["vocab"].get<int64_t>();
+    AnyCache cache(config_for(PolicyKind::kFull, S + 64), akcb::models::cache_shape_for(model, 1));
+    at::Tensor const logits = akcb::models::prefill(model, cache, input, 512 / 4, LogitsMode::kAll)[0];
+    ASSERT_EQ(logits.sizes(), (std::vector<int64_t>{S, V}));
+    at::Tensor const ref_tail = at::tensor(j["tail_logits"].get<std::vector<float>>(), at::kFloat).view({tail, V});
+    double const d = max_abs(logits.narrow(0, S - tail, tail), ref_tail);
+    std::cout << "[ " << name << " ] " << S << " tokens of held-out text, last " << tail
+              << " positions: max-abs logit diff vs HF = " << d << "\n";
+    EXPECT_LT(d, 1e-4);
+    auto const want_argmax = j["argmax"].get<std::vector<int64_t>>();
+    auto const gap = j["top2_gap"].get<std::vector<double>>();
+    at::Tensor const am = logits.argmax(-1).contiguous();
+    int64_t checked = 0, differ = 0;
+    for (int64_t s = 0; s < S; ++s) {
+      if (gap[s] <= 1e-3) continue;
+      ++checked;
+      differ += am[s].item<int64_t>() != want_argmax[s];
+    }
+    EXPECT_EQ(differ, 0) << "of " << checked << " positions";
+    EXPECT_GT(checked, S * 9 / 10);
+
+    AnyCache gen_cache(config_for(PolicyKind::kFull, S + 64), akcb::models::cache_shape_for(model, 1));
+    GenerateOptions o;
+    auto const want_greedy = j["greedy"].get<std::vector<int64_t>>();
+    o.max_new_tokens = static_cast<int64_t>(want_greedy.size());
+    auto const r = akcb::models::generate(model, gen_cache, input, o);
+    EXPECT_EQ(r.tokens[0], want_greedy);
+  }
+}
 
 TEST(RuntimeModel, ForwardChecksItsInputs) {
   LlamaModel const m = LlamaModel::load((akcb_test::hf_reference_dir() / "llama_tied").string());

@@ -12,6 +12,9 @@ Writes, under --out:
                            "greedy": [[...]] (B x N), "greedy_prompt": [[...]]}
   dtypes/dtypes.safetensors  one small tensor per dtype (F32, F16, BF16) + its fp32 value, for loader tests
   manifest.json           the list of models and their properties
+  bundled_<name>/reference.json  with --bundled DIR...: transformers' outputs of a shipped checkpoint
+                          (bf16 weights computed in fp32, eager attention) on held-out text, and the
+                          tokenizer's ids of that text (see make_bundled)
 
 Nothing here is committed: checkpoints are made at test time.
 """
@@ -104,6 +107,50 @@ def make_model(out_dir: str, name: str, config, cls, seed: int, shard: bool) -> 
             "sharded": "model.safetensors.index.json" in files, "files": files}
 
 
+BUNDLED_PROMPT = 512    # tokens of held-out text fed to a shipped checkpoint
+BUNDLED_TAIL = 4        # last positions whose full logit rows are stored (a whole row is V floats)
+BUNDLED_GREEDY = 16
+
+
+def make_bundled(out_dir: str, model_dir: str, text_file: str) -> dict:
+    """Reference outputs of a shipped checkpoint (models/tiny-*) for the C++ runtime's parity test.
+
+    The text is the first held-out document of `text_file` (JSONL with a "text" field), cut to 4000
+    characters; its ids come from transformers' AutoTokenizer (tokenizer.json + tokenizer_config.json,
+    special tokens added as the checkpoint's post-processor says). The model is loaded with
+    transformers in fp32 (the bf16 weights upcast exactly) with eager attention. Stored: the text and
+    its ids, the first BUNDLED_PROMPT ids as input, the full logit rows of the last BUNDLED_TAIL
+    positions, argmax and top-1 minus top-2 gap at every position, and BUNDLED_GREEDY greedy tokens.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    name = "bundled_" + os.path.basename(os.path.normpath(model_dir))
+    with open(text_file, encoding="utf-8") as f:
+        text = json.loads(f.readline())["text"][:4000]
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    text_ids = tok(text)["input_ids"]
+    if len(text_ids) < BUNDLED_PROMPT:
+        raise SystemExit(f"{text_file}: first document has {len(text_ids)} tokens < {BUNDLED_PROMPT}")
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
+                                                 attn_implementation="eager").eval()
+    ids = torch.tensor([text_ids[:BUNDLED_PROMPT]])
+    with torch.no_grad():
+        logits = model(input_ids=ids, use_cache=False).logits.float()[0]
+    top2 = logits.topk(2, dim=-1).values
+    gtokens = greedy(model, ids, BUNDLED_GREEDY)
+    ref = {
+        "model_dir": os.path.abspath(model_dir), "text": text, "text_ids": text_ids,
+        "input_ids": ids.tolist(), "tail_logits": logits[-BUNDLED_TAIL:].reshape(-1).tolist(),
+        "tail": BUNDLED_TAIL, "vocab": int(logits.shape[-1]),
+        "argmax": logits.argmax(-1).tolist(), "top2_gap": (top2[:, 0] - top2[:, 1]).tolist(),
+        "greedy": gtokens[0].tolist(),
+    }
+    path = os.path.join(out_dir, name)
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "reference.json"), "w") as f:
+        json.dump(ref, f)
+    return {"name": name, "model_dir": ref["model_dir"], "model_type": model.config.model_type}
+
+
 def make_dtypes(out_dir: str) -> None:
     path = os.path.join(out_dir, "dtypes")
     os.makedirs(path, exist_ok=True)
@@ -116,6 +163,10 @@ def make_dtypes(out_dir: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="output directory")
+    ap.add_argument("--bundled", nargs="*", default=[],
+                    help="shipped checkpoint directories (models/tiny-*) to make parity references for")
+    ap.add_argument("--bundled-text", default="evaldata/heldout_docs.jsonl",
+                    help="held-out documents (JSONL, field text) for --bundled")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(1)
@@ -125,11 +176,15 @@ def main() -> int:
         make_model(args.out, "qwen3", qwen3_config(), Qwen3ForCausalLM, 13, False),
     ]
     make_dtypes(args.out)
+    bundled = [make_bundled(args.out, d, args.bundled_text) for d in args.bundled
+               if os.path.exists(os.path.join(d, "config.json"))]
     with open(os.path.join(args.out, "manifest.json"), "w") as f:
-        json.dump({"models": models, "transformers": __import__("transformers").__version__,
+        json.dump({"models": models, "bundled": bundled, "transformers": __import__("transformers").__version__,
                    "torch": torch.__version__}, f, indent=1)
     for m in models:
         print(f"{m['name']}: {m['model_type']} tied={m['tied']} sharded={m['sharded']} files={m['files']}")
+    for m in bundled:
+        print(f"{m['name']}: {m['model_type']} from {m['model_dir']}")
     return 0
 
 
