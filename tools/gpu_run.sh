@@ -295,7 +295,8 @@ run_e2e() {
 # default 4), full / window / origin / quant / mix at 1/4 of the full KV bytes (bytes mode),
 # perplexity on one $AKCB_EVAL_PPL_LEN-token document (default 512: 384 tokens teacher-forced through the cache) and the
 # short-context check (budget > context must reproduce full's tokens and first logits; akcb-eval
-# exits 2 otherwise). Each run is limited to $AKCB_EVAL_TIMEOUT seconds (default 100). Extra flags:
+# exits 2 otherwise). Each run is limited to $AKCB_EVAL_TIMEOUT seconds (default 150: on the H200, 2026-11-29,
+# fp32 took 41 s; bf16 was still running at 75 s, with ~25 s of one-time warm-up in its first cells). Extra flags:
 # AKCB_EVAL_ARGS. Writes eval_<dtype>.csv / .json (akcb-eval's results.csv / results.json),
 # eval_cuda.md (the summaries) and eval.log (progress and tables). A run past its timeout leaves
 # only its progress lines in eval.log (akcb-eval writes results.* at the end).
@@ -332,7 +333,7 @@ run_eval() {
       { fail "eval build (see gpu_run.log)"; grep -E "error|FAILED" "$LOG" | head -30; return 1; }
     say "eval: built in $((SECONDS - t0)) s"
   fi
-  local n=${AKCB_EVAL_N:-4} tmo=${AKCB_EVAL_TIMEOUT:-100} dt rc
+  local n=${AKCB_EVAL_N:-4} tmo=${AKCB_EVAL_TIMEOUT:-150} dt rc
   : >"$OUT/eval_cuda.md"
   for dt in ${AKCB_EVAL_DTYPES:-bf16 fp32}; do
     local out=/tmp/akcb-eval-cuda-$dt t0=$SECONDS
@@ -349,6 +350,11 @@ run_eval() {
     [[ $rc -eq 0 ]] || fail "akcb-eval --device cuda --dtype $dt (exit $rc; see eval.log)"
     [[ -f "$out/results.csv" ]] && cp "$out/results.csv" "$OUT/eval_$dt.csv"
     [[ -f "$out/results.json" ]] && cp "$out/results.json" "$OUT/eval_$dt.json"
+    if [[ ! -f "$out/results.json" ]] && compgen -G "$out/cells/*.json" >/dev/null; then
+      # killed (timeout): keep the cells it finished, as one file
+      python3 -c 'import glob, json, sys; json.dump({"partial": True, "cells": [json.load(open(f)) for f in sorted(glob.glob(sys.argv[1] + "/cells/*.json"))]}, open(sys.argv[2], "w"))' \
+        "$out" "$OUT/eval_${dt}_partial.json" && say "eval: $dt: finished cells kept in eval_${dt}_partial.json"
+    fi
     { echo "## --dtype $dt (exit $rc, $((SECONDS - t0)) s)"; echo; cat "$out/summary.md" 2>/dev/null; echo; } >>"$OUT/eval_cuda.md"
   done
   tail -30 "$OUT/eval.log" | tee -a "$LOG"
