@@ -42,7 +42,15 @@ __device__ __forceinline__ void store_packed(T* p, Packed<T, N> const& val) {
   using V = byte_vec_t<N * sizeof(T)>;
   V raw;
   memcpy(&raw, &val, sizeof(raw));
-  *reinterpret_cast<V*>(p) = raw;
+  if constexpr (sizeof(V) == 16) {
+    // One 16-byte store: left to itself, ptxas sometimes splits a v4 store into four 4-byte
+    // stores when the four registers are not allocated as an aligned quad (seen in the
+    // dequantization kernel), which quadruples the store instructions and L2 write requests.
+    asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(raw.x), "r"(raw.y), "r"(raw.z), "r"(raw.w)
+                 : "memory");
+  } else {
+    *reinterpret_cast<V*>(p) = raw;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

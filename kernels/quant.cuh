@@ -169,6 +169,35 @@ __device__ __forceinline__ Packed<uint8_t, kVec> encode_vec(float const (&y)[kVe
   return out;
 }
 
+/// The kVec elements of one loaded vector as floats (exact). bf16 / fp16 pairs are unpacked from
+/// 32-bit words (bf16: one shift or mask per element), not element by element from 16-bit lanes.
+template <typename T, int kVec>
+__device__ __forceinline__ void unpack_floats(byte_vec_t<kVec * sizeof(T)> const& raw, float (&out)[kVec]) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16> && kVec % 2 == 0) {
+    uint32_t w[kVec / 2];
+    memcpy(w, &raw, sizeof(w));
+#pragma unroll
+    for (int i = 0; i < kVec / 2; ++i) {
+      out[2 * i] = __uint_as_float(w[i] << 16);
+      out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+  } else if constexpr (std::is_same_v<T, __half> && kVec % 2 == 0) {
+    __half2 h[kVec / 2];
+    memcpy(h, &raw, sizeof(h));
+#pragma unroll
+    for (int i = 0; i < kVec / 2; ++i) {
+      float2 const f = __half22float2(h[i]);
+      out[2 * i] = f.x;
+      out[2 * i + 1] = f.y;
+    }
+  } else {
+    Packed<T, kVec> p;
+    memcpy(&p, &raw, sizeof(p));
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) out[k] = to_float(p.v[k]);
+  }
+}
+
 /// Quantizes kRows rows of D elements; lane `lane` of each row's G = 2^shift lanes. src[r] ==
 /// nullptr writes a zero row (a hole). All lanes of the warp must call this (it shuffles);
 /// rows with active[r] == false only take part in the reductions.
@@ -179,19 +208,16 @@ __device__ __forceinline__ void quantize_rows(T const* const (&src)[kRows], uint
   static_assert(kVec % 2 == 0 || kVec == 1, "kVec must be 1 or even");
   int const G = 1 << shift;
   if constexpr (kIters > 0) {
-    // 1. Every load of the kRows rows first.
-    Packed<T, kVec> raw[kRows][kIters];
+    // 1. Every load of the kRows rows first (raw bytes; zeros past the row or for holes).
+    using V = byte_vec_t<kVec * sizeof(T)>;
+    V raw[kRows][kIters];
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
 #pragma unroll
       for (int it = 0; it < kIters; ++it) {
         int64_t const col = (static_cast<int64_t>(it) * G + lane) * kVec;
-        if (active[r] && src[r] != nullptr && col < D) {
-          raw[r][it] = load_packed<T, kVec>(src[r] + col);
-        } else {
-#pragma unroll
-          for (int k = 0; k < kVec; ++k) raw[r][it].v[k] = from_float<T>(0.0f);
-        }
+        raw[r][it] = V{};
+        if (active[r] && src[r] != nullptr && col < D) raw[r][it] = *reinterpret_cast<V const*>(src[r] + col);
       }
     }
     // 2. Per row: absmax over the group, scale, encode, store.
@@ -201,11 +227,9 @@ __device__ __forceinline__ void quantize_rows(T const* const (&src)[kRows], uint
       float amax = 0.0f;
 #pragma unroll
       for (int it = 0; it < kIters; ++it) {
+        unpack_floats<T, kVec>(raw[r][it], vals[it]);
 #pragma unroll
-        for (int k = 0; k < kVec; ++k) {
-          vals[it][k] = to_float(raw[r][it].v[k]);
-          amax = fmaxf(amax, fabsf(vals[it][k]));
-        }
+        for (int k = 0; k < kVec; ++k) amax = fmaxf(amax, fabsf(vals[it][k]));
       }
       amax = group_max(amax, G);
       RowScale const rs = make_row_scale<Q>(amax);
@@ -243,9 +267,10 @@ __device__ __forceinline__ void quantize_rows(T const* const (&src)[kRows], uint
       float amax = 0.0f;
       if (active[r] && src[r] != nullptr) {
         for (int64_t col = static_cast<int64_t>(lane) * kVec; col < D; col += step) {
-          Packed<T, kVec> p = load_packed<T, kVec>(src[r] + col);
+          float v[kVec];
+          unpack_floats<T, kVec>(*reinterpret_cast<byte_vec_t<kVec * sizeof(T)> const*>(src[r] + col), v);
 #pragma unroll
-          for (int k = 0; k < kVec; ++k) amax = fmaxf(amax, fabsf(to_float(p.v[k])));
+          for (int k = 0; k < kVec; ++k) amax = fmaxf(amax, fabsf(v[k]));
         }
       }
       amax = group_max(amax, G);
@@ -255,9 +280,10 @@ __device__ __forceinline__ void quantize_rows(T const* const (&src)[kRows], uint
       for (int64_t col = static_cast<int64_t>(lane) * kVec; col < D; col += step) {
         float y[kVec];
         if (src[r] != nullptr && rs.nonzero) {
-          Packed<T, kVec> p = load_packed<T, kVec>(src[r] + col);
+          float v[kVec];
+          unpack_floats<T, kVec>(*reinterpret_cast<byte_vec_t<kVec * sizeof(T)> const*>(src[r] + col), v);
 #pragma unroll
-          for (int k = 0; k < kVec; ++k) y[k] = quantize_value<Q>(to_float(p.v[k]), rs);
+          for (int k = 0; k < kVec; ++k) y[k] = quantize_value<Q>(v[k], rs);
         } else {
 #pragma unroll
           for (int k = 0; k < kVec; ++k) y[k] = 0.0f;
@@ -268,20 +294,37 @@ __device__ __forceinline__ void quantize_rows(T const* const (&src)[kRows], uint
   }
 }
 
-/// kVec stored values of one row -> T, as the CPU: fp32 product q * s, then round to nearest even.
+/// kVec stored values of one row (raw bytes) -> T, as the CPU: fp32 product q * s, then round to
+/// nearest even. Decoded from 32-bit words: fp8 pairs by one cvt each (e4m3x2 -> f16x2, exact),
+/// int8 by the 2^23 trick (bits 0x4B0000xx are 2^23 + xx; exact), not byte by byte.
 template <typename T, typename Q, int kVec>
-__device__ __forceinline__ Packed<T, kVec> decode_vec(Packed<uint8_t, kVec> const& in, float s) {
+__device__ __forceinline__ Packed<T, kVec> decode_vec(byte_vec_t<kVec> const& raw, float s) {
   Packed<T, kVec> o;
-  if constexpr (std::is_same_v<Q, Fp8E4M3> && kVec % 2 == 0) {
+  if constexpr (kVec % 4 == 0) {
+    uint32_t w[kVec / 4];
+    memcpy(w, &raw, sizeof(w));
 #pragma unroll
-    for (int k = 0; k < kVec; k += 2) {  // e4m3x2 -> f16x2 (exact) -> f32 (exact), one cvt per pair
-      __half2_raw const h2 = __nv_cvt_fp8x2_to_halfraw2(
-          static_cast<__nv_fp8x2_storage_t>(in.v[k] | (static_cast<uint16_t>(in.v[k + 1]) << 8)), __NV_E4M3);
-      float2 const f = __half22float2(__half2(h2));
-      o.v[k] = from_float<T>(f.x * s);
-      o.v[k + 1] = from_float<T>(f.y * s);
+    for (int i = 0; i < kVec / 4; ++i) {
+      if constexpr (std::is_same_v<Q, Fp8E4M3>) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          __half2_raw const h2 = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(w[i] >> (16 * h)), __NV_E4M3);
+          float2 const f = __half22float2(__half2(h2));
+          o.v[4 * i + 2 * h] = from_float<T>(f.x * s);
+          o.v[4 * i + 2 * h + 1] = from_float<T>(f.y * s);
+        }
+      } else {
+        uint32_t const x = w[i] ^ 0x80808080u;  // int8 b -> b + 128 as unsigned bytes
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          float const q = __uint_as_float(__byte_perm(x, 0x4B000000u, 0x7650u | k)) - 8388736.0f;  // 2^23 + 128
+          o.v[4 * i + k] = from_float<T>(q * s);
+        }
+      }
     }
   } else {
+    Packed<uint8_t, kVec> in;
+    memcpy(&in, &raw, sizeof(in));
 #pragma unroll
     for (int k = 0; k < kVec; ++k) o.v[k] = from_float<T>(Q::decode(in.v[k]) * s);
   }
@@ -376,7 +419,7 @@ __device__ __forceinline__ void dequantize_per_token_body(DequantizeParams const
   for (int64_t base = l.first; base < p.n_rows; base += l.step) {
     if constexpr (kIters > 0) {
       // Every load of the kRows rows before the first store.
-      Packed<uint8_t, kVec> in[kRows][kIters];
+      byte_vec_t<kVec> in[kRows][kIters];
       float s[kRows];
 #pragma unroll
       for (int r = 0; r < kRows; ++r) {
@@ -386,7 +429,7 @@ __device__ __forceinline__ void dequantize_per_token_body(DequantizeParams const
 #pragma unroll
         for (int it = 0; it < kIters; ++it) {
           int64_t const col = (static_cast<int64_t>(it) * G + l.lane) * kVec;
-          if (active && col < p.D) in[r][it] = load_packed<uint8_t, kVec>(p.q + row * p.D + col);
+          if (active && col < p.D) in[r][it] = *reinterpret_cast<byte_vec_t<kVec> const*>(p.q + row * p.D + col);
         }
       }
 #pragma unroll
@@ -409,7 +452,7 @@ __device__ __forceinline__ void dequantize_per_token_body(DequantizeParams const
         uint8_t const* q = p.q + row * p.D;
         T* const out = static_cast<T*>(p.out) + row * p.D;
         for (int64_t col = static_cast<int64_t>(l.lane) * kVec; col < p.D; col += static_cast<int64_t>(G) * kVec) {
-          store_packed<T, kVec>(out + col, decode_vec<T, Q, kVec>(load_packed<uint8_t, kVec>(q + col), s));
+          store_packed<T, kVec>(out + col, decode_vec<T, Q, kVec>(*reinterpret_cast<byte_vec_t<kVec> const*>(q + col), s));
         }
       }
     }

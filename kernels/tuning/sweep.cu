@@ -9,6 +9,7 @@
 //   nvcc -O3 -std=c++17 -arch=sm_90 --expt-relaxed-constexpr -I kernels kernels/tuning/sweep.cu -o sweep
 //   ./sweep > sweep.md
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
@@ -93,11 +94,12 @@ double copy_gbps(int64_t bytes) {
   return 2.0 * half / (ms * 1e-3) / 1e9;
 }
 
-void report(char const* op, std::string const& variant, int64_t T, int64_t bytes, double ms, bool ok) {
+/// ok: 1 bit-exact, 0 mismatch, -1 not checked.
+void report(char const* op, std::string const& variant, int64_t T, int64_t bytes, double ms, int ok) {
   double const gbps = bytes / (ms * 1e-3) / 1e9;
   double const copy = copy_gbps(bytes);
   std::printf("| %s | %s | %lld | %.1f | %.1f | %.0f | %.0f | %.3f | %s |\n", op, variant.c_str(), (long long)T,
-              bytes / 1e6, ms * 1e3, gbps, copy, gbps / copy, ok ? "ok" : "MISMATCH");
+              bytes / 1e6, ms * 1e3, gbps, copy, gbps / copy, ok < 0 ? "-" : ok ? "ok" : "MISMATCH");
   std::fflush(stdout);
 }
 
@@ -113,9 +115,9 @@ void sweep_quantize(int64_t T) {
     float const mag = std::pow(10.0f, static_cast<float>(static_cast<int>(rng() % 7) - 3));
     for (int64_t d = 0; d < D; ++d) hx[r * D + d] = __float2bfloat16(nd(rng) * mag);
   }
-  // host reference (fp8)
-  std::vector<uint8_t> want_q(rows * D);
-  std::vector<float> want_s(rows);
+  // host reference (fp8 and int8)
+  std::vector<uint8_t> want_q(rows * D), want_q8(rows * D);
+  std::vector<float> want_s(rows), want_s8(rows);
   for (int64_t r = 0; r < rows; ++r) {
     float amax = 0;
     for (int64_t d = 0; d < D; ++d) amax = std::max(amax, std::fabs(__bfloat162float(hx[r * D + d])));
@@ -125,6 +127,13 @@ void sweep_quantize(int64_t T) {
       float y = s > 0 ? __bfloat162float(hx[r * D + d]) / s : 0.0f;
       y = std::min(std::max(y, -448.0f), 448.0f);
       want_q[r * D + d] = host_fp8(y);
+    }
+    float const s8 = amax / 127.0f;
+    want_s8[r] = s8 > 0 ? s8 : 0.0f;
+    for (int64_t d = 0; d < D; ++d) {
+      float y = s8 > 0 ? __bfloat162float(hx[r * D + d]) / s8 : 0.0f;
+      y = std::min(std::max(y, -127.0f), 127.0f);
+      want_q8[r * D + d] = static_cast<uint8_t>(static_cast<int8_t>(std::nearbyint(y)));
     }
   }
   __nv_bfloat16* x;
@@ -183,7 +192,15 @@ void sweep_quantize(int64_t T) {
     bool const ok = check();
     report("quantize_fp8", "library default", T, bytes, time_ms(f), ok);
     auto g = [&] { CK((launch_quantize_per_token<__nv_bfloat16, Int8>(p, 0))); };
-    report("quantize_int8", "library default", T, bytes, time_ms(g), true);
+    CK(cudaMemset(q, 0xff, rows * D));
+    g();
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(got_q.data(), q, rows * D, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(got_s.data(), sc, rows * 4, cudaMemcpyDeviceToHost));
+    int const ok8 = got_q == want_q8 && std::memcmp(got_s.data(), want_s8.data(), rows * 4) == 0;
+    report("quantize_int8", "library default", T, bytes, time_ms(g), ok8);
+    f();  // leave the fp8 result for the dequantize rows
+    CK(cudaDeviceSynchronize());
   }
   for (int cap : {4, 8, 16, 0}) {
     run("G4 it4 r1 lb4 cap" + std::to_string(cap), 2, 1, cap, sweep_quant<Fp8E4M3, 4, 1, 4>);
@@ -200,9 +217,24 @@ void sweep_quantize(int64_t T) {
   run("G16 it1 r4 lb4 cap8", 4, 4, 8, sweep_quant<Fp8E4M3, 1, 4, 4>);
   run("G2 it8 r1 lb3 cap8", 1, 1, 8, sweep_quant<Fp8E4M3, 8, 1, 3>);
 
-  // dequantize variants (reads the q written above)
+  // dequantize variants (read the q written above, equal to want_q when the rows say ok)
   __nv_bfloat16* out;
   CK(cudaMalloc(&out, rows * D * 2));
+  std::vector<uint16_t> want_deq(rows * D), got_deq(rows * D);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t d = 0; d < D; ++d) {
+      __half_raw const h = __nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(want_q[r * D + d]), __NV_E4M3);
+      __nv_bfloat16 const b = __float2bfloat16_rn(__half2float(__half(h)) * want_s[r]);
+      std::memcpy(&want_deq[r * D + d], &b, 2);
+    }
+  }
+  auto dcheck = [&](auto const& f) {
+    CK(cudaMemset(out, 0xff, rows * D * 2));
+    f();
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(got_deq.data(), out, rows * D * 2, cudaMemcpyDeviceToHost));
+    return got_deq == want_deq ? 1 : 0;
+  };
   int64_t const dbytes = rows * D * 3 + rows * 4;
   auto drun = [&](std::string name, int shift, int rows_per_set, int ctas_per_sm, auto kernel) {
     DequantizeParams p{};
@@ -216,7 +248,8 @@ void sweep_quantize(int64_t T) {
     int64_t grid = (rows + rows_per_cta - 1) / rows_per_cta;
     if (ctas_per_sm > 0) grid = std::min<int64_t>(grid, int64_t{g_sm} * ctas_per_sm);
     auto f = [&] { kernel<<<static_cast<unsigned>(grid), kQuantThreads>>>(p); };
-    report("dequantize_fp8", name + " grid=" + std::to_string(grid), T, dbytes, time_ms(f), true);
+    int const ok = dcheck(f);
+    report("dequantize_fp8", name + " grid=" + std::to_string(grid), T, dbytes, time_ms(f), ok);
   };
   {
     DequantizeParams p{};
@@ -226,7 +259,8 @@ void sweep_quantize(int64_t T) {
     p.n_rows = rows;
     p.D = D;
     auto f = [&] { CK((launch_dequantize_per_token<__nv_bfloat16, Fp8E4M3>(p, 0))); };
-    report("dequantize_fp8", "library default", T, dbytes, time_ms(f), true);
+    int const ok = dcheck(f);
+    report("dequantize_fp8", "library default", T, dbytes, time_ms(f), ok);
   }
   drun("G4 it4 r1 lb4 cap8", 2, 1, 8, sweep_dequant<4, 1, 4>);
   drun("G4 it4 r1 lb4 cap0", 2, 1, 0, sweep_dequant<4, 1, 4>);
