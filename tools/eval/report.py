@@ -12,7 +12,8 @@ p-value). Then per-layer needle survival at 1/4 (why a policy loses the answer).
 
 --subset dev|test keeps, from cells run on `--split all`, only the even (dev) or odd (test)
 indexed examples of each file (akcb-eval's split rule), recomputing the counts: the tuned setting,
-chosen on dev, is compared with the defaults on the test examples only.
+chosen on dev, is compared with the defaults on the test examples only. --tag tuned puts the mix
+cells of that tag (e.g. `akcb-eval --tune`'s) in the verdict against the untagged other policies.
 """
 import argparse
 import collections
@@ -78,7 +79,7 @@ def subset(cells, which):
         c = copy.deepcopy(c)
         exs = [e for e in c["examples"] if example_index(e["id"]) % 2 == want]
         c["examples"] = exs
-        c["split"] = which + " (of all)"
+        c["split"] = which
         c["n"] = len(exs)
         c["n_exact"] = sum(bool(e["exact"]) for e in exs)
         c["n_contains"] = sum(bool(e["contains"]) for e in exs)
@@ -175,9 +176,10 @@ def quarter_cells(cells, tag=""):
     for c in cells:
         if c["kind"] != "retrieval":
             continue
+        want_tag = tag if c["policy"] == "mix" else ""  # --tag selects the mix cells; the rest untagged
         if c["policy"] == "full" and not c.get("tag", ""):
             name = "full"
-        elif c.get("tag", "") == tag and c["policy"] != "full" and abs(c["fraction"] - 0.25) < 1e-9:
+        elif c.get("tag", "") == want_tag and c["policy"] != "full" and abs(c["fraction"] - 0.25) < 1e-9:
             name = (c["policy"], c["budget_mode"])
         else:
             continue
@@ -237,9 +239,10 @@ def per_task_line(cells, tag=""):
     for c in cells:
         if c["kind"] != "retrieval":
             continue
+        want_tag = tag if c["policy"] == "mix" else ""
         if c["policy"] == "full" and not c.get("tag", ""):
             by[(c["model"], c["set"], c["split"])]["full"] = c
-        elif c.get("tag", "") == tag and c["policy"] != "full" and abs(c["fraction"] - 0.25) < 1e-9:
+        elif c.get("tag", "") == want_tag and c["policy"] != "full" and abs(c["fraction"] - 0.25) < 1e-9:
             by[(c["model"], c["set"], c["split"])][(c["policy"], c["budget_mode"])] = c
     for k, d in sorted(by.items()):
         if ("mix", "bytes") not in d:
@@ -305,7 +308,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dirs", nargs="+")
     ap.add_argument("--subset", choices=["dev", "test"], help="restrict split-all cells to these examples")
-    ap.add_argument("--tag", default="", help="cell tag of the compressed policies in the verdict (e.g. tuned)")
+    ap.add_argument("--tag", default="", help="cell tag of the mix cells in the verdict (e.g. tuned); the others untagged")
     args = ap.parse_args()
     cells, extras = load(args.dirs)
     if args.subset:
