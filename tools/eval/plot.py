@@ -176,15 +176,16 @@ def plot_verdict(cells, outdir, split_label):
         names = [(p, m, "") for p, m in QUARTER]
         if any(("mix", "bytes", "tuned") in by_len[L] for L in lengths):
             names.append(("mix", "bytes", "tuned"))
-        fig, ax = plt.subplots(figsize=(max(6.0, 1.6 + 2.6 * len(lengths)), 3.8))
+        fig, ax = plt.subplots(figsize=(max(6.0, 1.6 + 2.6 * len(lengths)), 4.6))
         width = 0.8 / len(names)
         for i, name in enumerate(names):
             for j, L in enumerate(lengths):
                 cs = by_len[L].get(name)
                 if not cs:
                     continue
-                k = sum(c["n_exact"] for c in cs)
-                n = sum(c["n"] for c in cs)
+                outcome = {e["id"]: bool(e["exact"]) for c in cs for e in c["examples"]}  # runs may overlap
+                k = sum(outcome.values())
+                n = len(outcome)
                 lo, hi = wilson95(k, n)
                 x = j + (i - (len(names) - 1) / 2) * width
                 ax.bar(x, k / n, width, color=COLORS[name[0]], alpha=0.55 if name[2] else 1.0,
@@ -198,7 +199,7 @@ def plot_verdict(cells, outdir, split_label):
         ax.set_ylabel("exact match (passkey + multikey)")
         ax.set_ylim(0, 1.12)
         ax.set_title(f"{model}: every policy at 1/4 of the full KV bytes\n({split_label}; bars: 95% Wilson intervals)", fontsize=9)
-        ax.legend(fontsize=7, ncol=3, loc="upper right")
+        ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.1))
         ax.grid(True, axis="y", alpha=0.3)
         fig.tight_layout()
         name = f"verdict_{model}.png"
@@ -216,7 +217,8 @@ def plot_needle_layers(cells, outdir):
         fig, axes = plt.subplots(1, len(lengths), figsize=(4.2 * len(lengths), 3.6), squeeze=False)
         for ax, L in zip(axes[0], lengths):
             for pol, mode in QUARTER[1:]:
-                exs = [e for c in by_len[L].get((pol, mode, ""), []) for e in c["examples"] if e.get("needle_kept_per_layer")]
+                exs = list({e["id"]: e for c in by_len[L].get((pol, mode, ""), []) for e in c["examples"]
+                            if e.get("needle_kept_per_layer")}.values())
                 if not exs:
                     continue
                 nl = len(exs[0]["needle_kept_per_layer"])
