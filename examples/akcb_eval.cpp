@@ -366,7 +366,9 @@ class Runner {
                     {"full_bytes", r.metrics.end_full_bytes},
                     {"needle_positions", r.tracked},
                     {"needle_kept_after_prefill", r.kept_after_prefill},
-                    {"needle_kept_per_layer", r.kept_after_prefill_per_layer}};
+                    {"needle_kept_per_layer", r.kept_after_prefill_per_layer},
+                    {"needle_kept_at_end", r.kept_at_end},
+                    {"needle_kept_at_end_per_layer", r.kept_at_end_per_layer}};
         if (r.kept_after_prefill >= 0) {
           needle_kept += r.kept_after_prefill;
           ++n_needle;

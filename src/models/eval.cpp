@@ -167,20 +167,25 @@ RetrievalResult run_greedy_ids(LlamaModel const& model, CacheConfig const& cc, s
   m.prefill_seconds = seconds_since(t0);
   observe_memory(cache, m);
   r.first_logits = last;
-  if (!opts.track_positions.empty()) {
-    r.tracked = opts.track_positions;
+  // Share of (layer, KV head, tracked position) still held, overall and per layer.
+  auto survival = [&](double& overall, std::vector<double>& per_layer) {
     at::Tensor const want = at::tensor(opts.track_positions, at::kLong);  // [P] int64
     int64_t kept = 0, total = 0;
+    per_layer.clear();
     for (int64_t l = 0; l < cache.shape().n_layers; ++l) {
       int64_t const heads = cache.shape().batch * cache.shape().n_heads_kv;
       at::Tensor const per_head = cache.layer(l).held_positions().to(at::kCPU).reshape({heads, -1});  // [BH, T]
       int64_t k = 0;
       for (int64_t h = 0; h < heads; ++h) k += at::isin(want, per_head[h]).sum().item<int64_t>();
-      r.kept_after_prefill_per_layer.push_back(static_cast<double>(k) / static_cast<double>(heads * want.numel()));
+      per_layer.push_back(static_cast<double>(k) / static_cast<double>(heads * want.numel()));
       kept += k;
       total += heads * want.numel();
     }
-    r.kept_after_prefill = total ? static_cast<double>(kept) / static_cast<double>(total) : -1.0;
+    overall = total ? static_cast<double>(kept) / static_cast<double>(total) : -1.0;
+  };
+  if (!opts.track_positions.empty()) {
+    r.tracked = opts.track_positions;
+    survival(r.kept_after_prefill, r.kept_after_prefill_per_layer);
   }
 
   auto t1 = Clock::now();
@@ -195,6 +200,7 @@ RetrievalResult run_greedy_ids(LlamaModel const& model, CacheConfig const& cc, s
     observe_memory(cache, m);
   }
   m.decode_seconds = seconds_since(t1);
+  if (!opts.track_positions.empty()) survival(r.kept_at_end, r.kept_at_end_per_layer);
   finish_metrics(cache, m);
   return r;
 }

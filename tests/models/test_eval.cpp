@@ -120,6 +120,30 @@ TEST_F(EvalTinyQwen3, CompressedRunAccounting) {
   for (auto const& l : m.stats.layers) EXPECT_EQ(l.n_original + l.n_quantized + l.n_evicted, (160 + 3) * heads);
 }
 
+TEST_F(EvalTinyQwen3, NeedleSurvivalCountsHeldPositions) {
+  am::RetrievalOptions o;
+  o.track_positions = {0, 125, 150};
+  // full: everything held, after the prefill and at the end
+  auto const f = am::run_greedy_ids(*model_, am::budget_config(base(), PolicyKind::kFull, BudgetMode::kTokens, 1, 170),
+                                    prompt_, 4, o);
+  EXPECT_DOUBLE_EQ(f.kept_after_prefill, 1.0);
+  EXPECT_DOUBLE_EQ(f.kept_at_end, 1.0);
+  // window, C = 40, W = 8: the prefill keeps positions 120..159 (0 is gone); the first decode step
+  // holds 41 > 40 tokens and keeps floor(0.75 * 33) = 24 past tokens + the window: 129..160 (125 is gone)
+  auto const w = am::run_greedy_ids(*model_, am::budget_config(base(), PolicyKind::kWindow, BudgetMode::kTokens, 0.25, 160),
+                                    prompt_, 4, o);
+  EXPECT_EQ(w.tracked, o.track_positions);
+  EXPECT_DOUBLE_EQ(w.kept_after_prefill, 2.0 / 3.0);
+  EXPECT_DOUBLE_EQ(w.kept_at_end, 1.0 / 3.0);
+  ASSERT_EQ(static_cast<int64_t>(w.kept_at_end_per_layer.size()), model_->config().n_layers);
+  for (double v : w.kept_at_end_per_layer) EXPECT_DOUBLE_EQ(v, 1.0 / 3.0);
+  // nothing tracked: -1
+  auto const u = am::run_greedy_ids(*model_, am::budget_config(base(), PolicyKind::kWindow, BudgetMode::kTokens, 0.25, 160),
+                                    prompt_, 2, am::RetrievalOptions{});
+  EXPECT_EQ(u.kept_after_prefill, -1.0);
+  EXPECT_EQ(u.kept_at_end, -1.0);
+}
+
 TEST_F(EvalTinyQwen3, TeacherForcedPerplexityOfFullEqualsOneForward) {
   std::vector<int64_t> ids(prompt_.begin(), prompt_.begin() + 64);
   int64_t const prefix = 16;

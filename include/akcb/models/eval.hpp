@@ -102,6 +102,10 @@ struct RetrievalResult {
   /// prefill; -1 when nothing is tracked. Per layer in kept_after_prefill_per_layer.
   double kept_after_prefill = -1;
   std::vector<double> kept_after_prefill_per_layer;
+  /// The same share at the end of generation (after the decode-time compressions: the first
+  /// decode step after a prefill at the limit drops evict_fraction of the past); -1 when untracked.
+  double kept_at_end = -1;
+  std::vector<double> kept_at_end_per_layer;
 };
 
 /// Token positions of every occurrence of the answer's words in the prompt (as the tokenizer
