@@ -3,6 +3,8 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
+
 #include <akcb/shapes.hpp>
 
 #include "cpu/ops_cpu.hpp"
@@ -34,6 +36,27 @@ bool cuda_kernels_available() {
 #else
   return false;
 #endif
+}
+
+at::Tensor decode_attention(at::Tensor const& q, at::Tensor const& k, at::Tensor const& v) {
+  ShapeEnv env;
+  env.check(q, {"B", "H_q", "S", "D"}, "q").check(k, {"B", "H_kv", "T", "D"}, "k").check(v, {"B", "H_kv", "T", "D"}, "v");
+  int64_t const B = env["B"], Hq = env["H_q"], Hkv = env["H_kv"], T = env["T"], D = env["D"];
+  AKCB_CHECK(env["S"] == 1, "decode_attention: one query per sequence expected, q has S = ", env["S"]);
+  AKCB_CHECK(T >= 1, "decode_attention: no keys (T = 0)");
+  AKCB_CHECK(Hq % Hkv == 0, "decode_attention: H_q = ", Hq, " is not a multiple of H_kv = ", Hkv);
+  AKCB_CHECK(is_float_type(q.scalar_type()), "decode_attention: q must be fp32, bf16 or fp16, got ", q.scalar_type());
+  AKCB_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type(), "decode_attention: dtypes differ: q ",
+             q.scalar_type(), ", k ", k.scalar_type(), ", v ", v.scalar_type());
+  check_same_device(q, "q", k, "k");
+  check_same_device(q, "q", v, "v");
+  int64_t const G = Hq / Hkv;
+  // Query head h reads KV head h / G (transformers' repeat_kv order), so the G query heads of a KV
+  // head are consecutive: [B, H_q, 1, D] -> [B, H_kv, G, D], one batched GEMM per KV head.
+  at::Tensor const qg = q.reshape({B, Hkv, G, D});
+  at::Tensor scores = at::matmul(qg, k.transpose(2, 3)).mul_(1.0 / std::sqrt(static_cast<double>(D)));  // [B, H_kv, G, T]
+  at::Tensor const p = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  return at::matmul(p, v).view({B, Hq, 1, D});
 }
 
 QuantizedTokens quantize_per_token(at::Tensor const& x, QuantDtype q) {

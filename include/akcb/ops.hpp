@@ -68,6 +68,22 @@ void quantize_gather_into_(at::Tensor const& src, at::Tensor const& index, at::T
 /// \note with check_index the CUDA path synchronizes once to read the validation result.
 void compact_tokens_(at::Tensor& x, at::Tensor const& index, bool check_index = true);
 
+/// Attention of one new query per sequence (a decode step) over held keys, with grouped-query
+/// heads handled by a reshape instead of repeating K and V:
+///   out[b, h, 0] = softmax(q[b, h, 0] . k[b, h / G, t] / sqrt(D) over t) . v[b, h / G, t],  G = H_q / H_kv.
+/// No mask: every held key precedes the query (AdaptiveCache::materialize() is hole-free).
+/// Numerics as transformers' eager attention (`eager_attention_forward`): scores by a batched
+/// matmul in the input dtype (fp32 accumulation on CUDA), softmax in fp32, cast back, times V.
+/// Used by AdaptiveCache::attend for decode steps on CUDA, where it costs two batched GEMMs and a
+/// softmax for any T and does not go through at::scaled_dot_product_attention's backend
+/// selection.
+/// \param q  [B, H_q, 1, D] fp32|bf16|fp16
+/// \param k  [B, H_kv, T, D] q's dtype and device; last dimension contiguous, any other strides
+/// \param v  [B, H_kv, T, D] same as k
+/// \returns  [B, H_q, 1, D] q's dtype
+/// \throws c10::Error on mismatched shapes, dtypes or devices, S != 1, T == 0 or H_q % H_kv != 0.
+at::Tensor decode_attention(at::Tensor const& q, at::Tensor const& k, at::Tensor const& v);
+
 /// True when this build of the library contains the CUDA kernels.
 bool cuda_kernels_available();
 

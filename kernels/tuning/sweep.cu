@@ -4,7 +4,9 @@
 // events, 20 back-to-back calls per batch, median of 15 batches, against cudaMemcpyAsync
 // device-to-device of the same bytes (read + write) timed the same way, and checks every
 // variant's output bit for bit against a host reference (quantize: fp32 division + RNE encode,
-// as src/cpu/ops_reference.cpp; compact: a sequential in-order copy).
+// as src/cpu/ops_reference.cpp). Compaction is measured by tests/bench/bench_kernels.cpp only: the
+// chunk-dependency variants swept here earlier (commit 15fa0b7) ran at 0.09-0.20 of memcpy at 32k and
+// were reverted.
 //
 //   nvcc -O3 -std=c++17 -arch=sm_90 --expt-relaxed-constexpr -I kernels kernels/tuning/sweep.cu -o sweep
 //   ./sweep > sweep.md
@@ -23,7 +25,6 @@
 #include <string>
 #include <vector>
 
-#include "../compact.cuh"
 #include "../quant.cuh"
 
 using namespace akcb::kernels;
@@ -274,95 +275,6 @@ void sweep_quantize(int64_t T) {
   CK(cudaFree(sc));
 }
 
-// ------------------------------------------------------------------------------------------------
-void sweep_compact(int64_t T) {
-  int64_t const n_bh = 8, D = 128, row_bytes = D * 2, K = T * 3 / 4;
-  std::mt19937 rng(11);
-  std::vector<int64_t> idx(n_bh * K);
-  std::vector<int64_t> all(T);
-  for (int64_t bh = 0; bh < n_bh; ++bh) {
-    for (int64_t i = 0; i < T; ++i) all[i] = i;
-    std::shuffle(all.begin(), all.end(), rng);
-    std::sort(all.begin(), all.begin() + K);
-    for (int64_t i = 0; i < K; ++i) idx[bh * K + i] = all[i];
-  }
-  std::vector<uint8_t> x0(n_bh * T * row_bytes);
-  for (auto& b : x0) b = static_cast<uint8_t>(rng());
-  std::vector<uint8_t> want = x0;
-  for (int64_t bh = 0; bh < n_bh; ++bh)
-    for (int64_t i = 0; i < K; ++i)
-      std::memmove(&want[(bh * T + i) * row_bytes], &want[(bh * T + idx[bh * K + i]) * row_bytes], row_bytes);
-  uint8_t* x;
-  int64_t* index;
-  int* sync;
-  CK(cudaMalloc(&x, x0.size()));
-  CK(cudaMalloc(&index, idx.size() * 8));
-  CK(cudaMemcpy(index, idx.data(), idx.size() * 8, cudaMemcpyHostToDevice));
-  CK(cudaMalloc(&sync, (1 + n_bh + n_bh * K) * 4));
-  int64_t const bytes = n_bh * K * 8 + n_bh * K * row_bytes * 2;
-  std::vector<uint8_t> got(x0.size());
-  auto one = [&](std::string name, auto launch, int vecs, bool memset_in_loop) {
-    int64_t const ws = compact_tokens_workspace(n_bh, T, K, row_bytes, 16, vecs);
-    CompactParams p{};
-    p.x = x;
-    p.index = index;
-    p.n_bh = n_bh;
-    p.T_max = T;
-    p.K = K;
-    p.row_bytes = row_bytes;
-    p.sync = sync;
-    CK(cudaMemcpy(x, x0.data(), x0.size(), cudaMemcpyHostToDevice));
-    CK(cudaMemset(sync, 0, ws * 4));
-    CK(launch(p));
-    CK(cudaDeviceSynchronize());
-    CK(cudaMemcpy(got.data(), x, x0.size(), cudaMemcpyDeviceToHost));
-    bool const ok = got == want;
-    // Timed: repeated compaction of the same (already compacted) buffer with the same index:
-    // same traffic pattern (the data is irrelevant to the kernel).
-    auto f = [&] {
-      CK(cudaMemsetAsync(sync, 0, ws * 4));
-      CK(launch(p));
-    };
-    report("compact", name + (memset_in_loop ? " +memset" : ""), T, bytes, time_ms(f), ok);
-    if (!memset_in_loop) return;
-    // Kernel alone: one workspace per call, zeroed up front.
-    int* big;
-    CK(cudaMalloc(&big, ws * 4 * (kReps + 3)));
-    CK(cudaMemset(big, 0, ws * 4 * (kReps + 3)));
-    int call = 0;
-    auto g = [&] {
-      p.sync = big + (call++ % (kReps + 3)) * ws;
-      CK(launch(p));
-    };
-    // the event-timed batches reuse workspaces: re-zero them outside the timing by timing one batch per zeroing
-    cudaEvent_t a, b;
-    CK(cudaEventCreate(&a));
-    CK(cudaEventCreate(&b));
-    std::vector<double> ms;
-    for (int t = 0; t < kBatches; ++t) {
-      CK(cudaMemset(big, 0, ws * 4 * (kReps + 3)));
-      call = 0;
-      CK(cudaEventRecord(a));
-      for (int r = 0; r < kReps; ++r) g();
-      CK(cudaEventRecord(b));
-      CK(cudaEventSynchronize(b));
-      float xm;
-      CK(cudaEventElapsedTime(&xm, a, b));
-      ms.push_back(xm / kReps);
-    }
-    std::sort(ms.begin(), ms.end());
-    report("compact", name + " kernel only", T, bytes, ms[ms.size() / 2], ok);
-    CK(cudaFree(big));
-  };
-  one("library default (kVecs 8)", [&](CompactParams q) { return launch_compact_tokens<>(q, 16, 0); }, kCompactVecs, true);
-  one("kVecs 4", [&](CompactParams q) { return launch_compact_tokens<4>(q, 16, 0); }, 4, true);
-  one("kVecs 16", [&](CompactParams q) { return launch_compact_tokens<16>(q, 16, 0); }, 16, true);
-  one("persistent kVecs 8", [&](CompactParams q) { return launch_compact_tokens<8, true>(q, 16, 0); }, 8, true);
-  one("persistent kVecs 4", [&](CompactParams q) { return launch_compact_tokens<4, true>(q, 16, 0); }, 4, true);
-  CK(cudaFree(x));
-  CK(cudaFree(index));
-  CK(cudaFree(sync));
-}
 
 }  // namespace
 
@@ -375,7 +287,6 @@ int main() {
   std::printf("|---|---|---:|---:|---:|---:|---:|---:|---|\n");
   for (int64_t T : {8192, 32768}) {
     sweep_quantize(T);
-    sweep_compact(T);
   }
   return 0;
 }

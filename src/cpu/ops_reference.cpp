@@ -22,7 +22,9 @@ at::Tensor dequantize_per_token(at::Tensor const& data, at::Tensor const& scale,
   // fp8 -> fp32 element conversion is a scalar loop in ATen's CPU kernels; a 256-entry table of
   // the same conversions, indexed by the stored byte, gives identical values several times faster.
   at::Tensor values;
-  if (data.scalar_type() == at::kFloat8_e4m3fn) {
+  // The table is for CPU tensors; elsewhere (the "libtorch" rows of bench_kernels run this
+  // reference on CUDA tensors) the plain conversion is used.
+  if (data.scalar_type() == at::kFloat8_e4m3fn && data.is_cpu()) {
     static at::Tensor const lut = at::arange(256, at::kShort).to(at::kByte).view(at::kFloat8_e4m3fn).to(at::kFloat);
     values = lut.index_select(0, data.contiguous().view(at::kByte).flatten().to(at::kInt)).view(data.sizes());
   } else {

@@ -16,6 +16,7 @@
 #include <tuple>
 #include <vector>
 
+#include <akcb/akcb.hpp>
 #include <akcb/ops.hpp>
 
 namespace {
@@ -419,6 +420,71 @@ TEST(CompactCuda, RejectsUnsortedIndex) {
   at::Tensor x = at::zeros({1, 1, 8, 4}, at::TensorOptions().device(cuda_dev()));
   at::Tensor index = at::tensor({3, 1}, at::TensorOptions().dtype(at::kLong)).view({1, 1, 2}).to(cuda_dev());
   EXPECT_THROW(akcb::ops::compact_tokens_(x, index), c10::Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// decode_attention on CUDA (the decode path of AdaptiveCache::attend there) against the CPU's
+// scaled_dot_product_attention in fp32 on the same (rounded) inputs.
+TEST(DecodeAttentionCuda, MatchesCpuSdpa) {
+  AKCB_SKIP_WITHOUT_CUDA();
+  struct C {
+    int64_t B, Hq, Hkv, T, D;
+  };
+  for (C c : {C{1, 32, 8, 4097, 128}, C{2, 8, 2, 37, 64}, C{3, 4, 1, 129, 256}, C{1, 4, 4, 1, 128}}) {
+    for (auto dt : {at::kFloat, at::kBFloat16, at::kHalf}) {
+      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(c.T);
+      at::Tensor q = at::randn({c.B, c.Hq, 1, c.D}, gen).to(dt);
+      at::Tensor kb = (at::randn({c.B, c.Hkv, c.T + 9, c.D}, gen) * 2.0).to(dt);
+      at::Tensor vb = at::randn({c.B, c.Hkv, c.T + 9, c.D}, gen).to(dt);
+      at::Tensor got = akcb::ops::decode_attention(q.to(cuda_dev()), kb.to(cuda_dev()).narrow(2, 0, c.T),
+                                                   vb.to(cuda_dev()).narrow(2, 0, c.T));
+      at::Tensor want = at::scaled_dot_product_attention(q.to(at::kFloat), kb.narrow(2, 0, c.T).to(at::kFloat),
+                                                         vb.narrow(2, 0, c.T).to(at::kFloat), std::nullopt, 0.0,
+                                                         false, std::nullopt, /*enable_gqa=*/true);
+      ASSERT_EQ(got.scalar_type(), dt);
+      double const d = (got.cpu().to(at::kFloat) - want).abs().max().item<double>();
+      EXPECT_LT(d, dt == at::kFloat ? 1e-4 : 5e-2) << "T " << c.T << " D " << c.D << " dtype " << dt;
+    }
+  }
+}
+
+// The cache on CUDA (kernels + decode_attention) against the cache on the CPU (references + SDPA),
+// fp32, over a prefill and 40 decode steps: `window` compresses by position only, so both devices
+// keep the same tokens and the outputs must agree to fp32 rounding; `full` likewise.
+TEST(AdaptiveCacheCuda, FullAndWindowMatchCpu) {
+  AKCB_SKIP_WITHOUT_CUDA();
+  for (auto policy : {akcb::PolicyKind::kFull, akcb::PolicyKind::kWindow}) {
+    akcb::CacheConfig cfg;
+    cfg.policy = policy;
+    cfg.cache_size = 48;
+    cfg.window_size = 8;
+    akcb::CacheShape shape;
+    shape.n_layers = 2;
+    shape.batch = 2;
+    shape.n_heads_kv = 2;
+    shape.head_dim = 64;
+    shape.dtype = at::kFloat;
+    akcb::CacheShape shape_cuda = shape;
+    shape_cuda.device = cuda_dev();
+    akcb::AnyCache cpu(cfg, shape), gpu(cfg, shape_cuda);
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(5);
+    int64_t pos = 0;
+    for (int step = 0; step < 41; ++step) {
+      int64_t const S = step == 0 ? 70 : 1;
+      for (int64_t l = 0; l < 2; ++l) {
+        at::Tensor q = at::randn({2, 8, S, 64}, gen), k = at::randn({2, 2, S, 64}, gen), v = at::randn({2, 2, S, 64}, gen);
+        at::Tensor a = cpu.attend(l, q, k, v, pos);
+        at::Tensor b = gpu.attend(l, q.to(cuda_dev()), k.to(cuda_dev()), v.to(cuda_dev()), pos);
+        ASSERT_LT((b.cpu() - a).abs().max().item<double>(), 1e-4) << akcb::to_string(policy) << " step " << step;
+      }
+      cpu.commit();
+      gpu.commit();
+      pos += S;
+    }
+    EXPECT_EQ(cpu.stats().total.n_original, gpu.stats().total.n_original);
+    EXPECT_EQ(cpu.stats().total.n_evicted, gpu.stats().total.n_evicted);
+    if (policy == akcb::PolicyKind::kWindow) EXPECT_GT(cpu.stats().total.n_evicted, 0);
+  }
 }
 
 }  // namespace

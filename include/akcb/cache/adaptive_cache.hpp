@@ -35,6 +35,7 @@
 #include <akcb/cache/cache_stats.hpp>
 #include <akcb/cache/layer_cache.hpp>
 #include <akcb/calculator.hpp>
+#include <akcb/ops.hpp>
 #include <akcb/error.hpp>
 #include <akcb/policy/full.hpp>
 #include <akcb/policy/mix.hpp>
@@ -98,8 +99,14 @@ class AdaptiveCache {
     MaterializedKV m = lc.materialize();
     int64_t const S = q.size(2);
     at::Tensor qpos = at::arange(start_pos, start_pos + S, at::TensorOptions().dtype(at::kLong).device(q.device()));
-    at::Tensor out = at::scaled_dot_product_attention(q, m.k, m.v, attention_mask_(m, qpos, S), 0.0,
-                                                      /*is_causal=*/false, std::nullopt, /*enable_gqa=*/true);
+    // A decode step on CUDA: two batched GEMMs and a softmax (ops::decode_attention). The keys'
+    // count changes at every step, and at::scaled_dot_product_attention on CUDA picks and
+    // prepares a backend per shape, which measured tens of milliseconds per new shape on the H200
+    // (docs/BENCHMARKS.md, "End to end"). On the CPU, and for prefill chunks, SDPA.
+    at::Tensor out = (S == 1 && q.is_cuda())
+                         ? ops::decode_attention(q, m.k, m.v)
+                         : at::scaled_dot_product_attention(q, m.k, m.v, attention_mask_(m, qpos, S), 0.0,
+                                                            /*is_causal=*/false, std::nullopt, /*enable_gqa=*/true);
     if (compresses_()) {
       score_(layer, m, q, qpos);
       if (!defers_(layer)) compress_if_over_(layer);
@@ -342,6 +349,12 @@ class AdaptiveCache {
     return layers_[layer].n_held() > std::min(cfg_.cache_size, held_limit(layer)) || over_bytes_(layer);
   }
 
+  /// Exactly the condition under which compress_if_over_() compresses, with the layer's current
+  /// budget: over the token limit W + O_l + Q_l, or (bytes mode) over the bytes.
+  bool over_limit_(int64_t layer) const {
+    return layers_[layer].n_held() > budget(layer).held_limit(cfg_.window_size) || over_bytes_(layer);
+  }
+
   /// bytes mode: some KV head holds more payload than C * b_orig (possible below the token
   /// limit, since new and unscored tokens are Original).
   bool over_bytes_(int64_t layer) const {
@@ -352,9 +365,14 @@ class AdaptiveCache {
   void score_(int64_t layer, MaterializedKV const& m, at::Tensor const& q, at::Tensor const& qpos) {
     detail::LayerCache const& lc = layers_[layer];
     bool const need_oq = Policy::kUsesOqRatio && lc.last_append_len() > 1;
-    bool const need_probs = need_oq || (Policy::kUsesScores && maybe_over_(layer));
+    // After a prefill chunk the layer's limit may still change (global ratio scope: at commit()),
+    // so rank whenever it might be over; after a decode step the limit is known, so rank only when
+    // compress_if_over_() will compress now. (In bytes mode a layer holds more than C tokens, and
+    // ranking it at every decode step cost more than the rest of the step.)
+    bool const rank_now = lc.last_append_len() > 1 ? maybe_over_(layer) : over_limit_(layer);
+    bool const need_probs = need_oq || (Policy::kUsesScores && rank_now);
     if (!need_probs) {
-      if (maybe_over_(layer)) rank_(layer, m, std::nullopt);
+      if (rank_now) rank_(layer, m, std::nullopt);
       return;
     }
     int64_t const S = q.size(2);
@@ -418,7 +436,7 @@ class AdaptiveCache {
     sc.pending = false;
     auto const b = budget(layer);
     bool const over_tokens = lc.n_held() > b.held_limit(cfg_.window_size);
-    if (!over_tokens && !over_bytes_(layer)) return false;
+    if (!over_limit_(layer)) return false;
     auto const t0 = std::chrono::steady_clock::now();
     int64_t const P = sc.order.size(2);
     int64_t keep = P, origin_slots = b.origin_past;
