@@ -9,7 +9,9 @@
 /// token) for cache blocks): scale = absmax(row) / qmax, qmax = 448 (fp8 e4m3fn) or 127 (int8);
 /// q = saturate(round(x / scale)); x' = q * scale. An all-zero row has scale 0 and dequantizes to
 /// zeros. Values are clamped to ±qmax before conversion, so no NaN or inf is ever produced from
-/// finite input.
+/// finite input. Inputs must be finite: a row holding NaN quantizes to device-dependent bytes
+/// (the CPU reference writes a zero row with scale 0, the CUDA kernel skips NaN in the absmax),
+/// and checking every K/V row for NaN would cost a device sync per call, so it is not checked.
 
 #include <ATen/core/Tensor.h>
 
