@@ -104,6 +104,13 @@ void report(char const* op, std::string const& variant, int64_t T, int64_t bytes
   std::fflush(stdout);
 }
 
+// Grid of a variant: ceil(rows / rows per CTA), capped at ctas_per_sm CTAs per SM (0: no cap).
+int64_t variant_grid(int64_t rows, int shift, int rows_per_set, int ctas_per_sm) {
+  int64_t const rows_per_cta = 8 * (32 >> shift) * rows_per_set;
+  int64_t const grid = (rows + rows_per_cta - 1) / rows_per_cta;
+  return ctas_per_sm > 0 ? std::min<int64_t>(grid, int64_t{g_sm} * ctas_per_sm) : grid;
+}
+
 uint8_t host_fp8(float y) { return static_cast<uint8_t>(__nv_cvt_float_to_fp8(y, __NV_SATFINITE, __NV_E4M3)); }
 
 // ------------------------------------------------------------------------------------------------
@@ -148,57 +155,45 @@ void sweep_quantize(int64_t T) {
   std::vector<uint8_t> got_q(rows * D);
   std::vector<float> got_s(rows);
 
-  auto check = [&]() {
+  // Output bytes and scales against a host reference, bit for bit.
+  auto check = [&](std::vector<uint8_t> const& wq, std::vector<float> const& ws) {
     CK(cudaDeviceSynchronize());
     CK(cudaMemcpy(got_q.data(), q, rows * D, cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(got_s.data(), sc, rows * 4, cudaMemcpyDeviceToHost));
-    return got_q == want_q && std::memcmp(got_s.data(), want_s.data(), rows * 4) == 0;
+    return got_q == wq && std::memcmp(got_s.data(), ws.data(), rows * 4) == 0;
   };
+  QuantizeParams qp{};
+  qp.x = x;
+  qp.rows.n_dims = 1;
+  qp.rows.size[0] = rows;
+  qp.rows.stride[0] = D;
+  qp.q = q;
+  qp.scale = sc;
+  qp.n_rows = rows;
+  qp.D = D;
   auto run = [&](std::string name, int shift, int rows_per_set, int ctas_per_sm, auto kernel) {
-    QuantizeParams p{};
-    p.x = x;
-    p.rows.n_dims = 1;
-    p.rows.size[0] = rows;
-    p.rows.stride[0] = D;
-    p.q = q;
-    p.scale = sc;
-    p.n_rows = rows;
-    p.D = D;
+    QuantizeParams p = qp;
     p.group_shift = shift;
-    int64_t const rows_per_cta = 8 * (32 >> shift) * rows_per_set;
-    int64_t grid = (rows + rows_per_cta - 1) / rows_per_cta;
-    if (ctas_per_sm > 0) grid = std::min<int64_t>(grid, int64_t{g_sm} * ctas_per_sm);
+    int64_t const grid = variant_grid(rows, shift, rows_per_set, ctas_per_sm);
     CK(cudaMemset(q, 0xff, rows * D));
     CK(cudaMemset(sc, 0xff, rows * 4));
     auto f = [&] { kernel<<<static_cast<unsigned>(grid), kQuantThreads>>>(p); };
     f();
-    bool const ok = check();
+    bool const ok = check(want_q, want_s);
     double const ms = time_ms(f);
     report("quantize_fp8", name + " grid=" + std::to_string(grid), T, bytes, ms, ok);
   };
   // (G, iters, row sets, min CTAs/SM in launch bounds, grid cap per SM)
   {
-    QuantizeParams p{};
-    p.x = x;
-    p.rows.n_dims = 1;
-    p.rows.size[0] = rows;
-    p.rows.stride[0] = D;
-    p.q = q;
-    p.scale = sc;
-    p.n_rows = rows;
-    p.D = D;
-    auto f = [&] { CK((launch_quantize_per_token<__nv_bfloat16, Fp8E4M3>(p, 0))); };
+    auto f = [&] { CK((launch_quantize_per_token<__nv_bfloat16, Fp8E4M3>(qp, 0))); };
     CK(cudaMemset(q, 0xff, rows * D));
     f();
-    bool const ok = check();
+    bool const ok = check(want_q, want_s);
     report("quantize_fp8", "library default", T, bytes, time_ms(f), ok);
-    auto g = [&] { CK((launch_quantize_per_token<__nv_bfloat16, Int8>(p, 0))); };
+    auto g = [&] { CK((launch_quantize_per_token<__nv_bfloat16, Int8>(qp, 0))); };
     CK(cudaMemset(q, 0xff, rows * D));
     g();
-    CK(cudaDeviceSynchronize());
-    CK(cudaMemcpy(got_q.data(), q, rows * D, cudaMemcpyDeviceToHost));
-    CK(cudaMemcpy(got_s.data(), sc, rows * 4, cudaMemcpyDeviceToHost));
-    int const ok8 = got_q == want_q8 && std::memcmp(got_s.data(), want_s8.data(), rows * 4) == 0;
+    int const ok8 = check(want_q8, want_s8);
     report("quantize_int8", "library default", T, bytes, time_ms(g), ok8);
     f();  // leave the fp8 result for the dequantize rows
     CK(cudaDeviceSynchronize());
@@ -237,29 +232,22 @@ void sweep_quantize(int64_t T) {
     return got_deq == want_deq ? 1 : 0;
   };
   int64_t const dbytes = rows * D * 3 + rows * 4;
+  DequantizeParams dp{};
+  dp.q = q;
+  dp.scale = sc;
+  dp.out = out;
+  dp.n_rows = rows;
+  dp.D = D;
   auto drun = [&](std::string name, int shift, int rows_per_set, int ctas_per_sm, auto kernel) {
-    DequantizeParams p{};
-    p.q = q;
-    p.scale = sc;
-    p.out = out;
-    p.n_rows = rows;
-    p.D = D;
+    DequantizeParams p = dp;
     p.group_shift = shift;
-    int64_t const rows_per_cta = 8 * (32 >> shift) * rows_per_set;
-    int64_t grid = (rows + rows_per_cta - 1) / rows_per_cta;
-    if (ctas_per_sm > 0) grid = std::min<int64_t>(grid, int64_t{g_sm} * ctas_per_sm);
+    int64_t const grid = variant_grid(rows, shift, rows_per_set, ctas_per_sm);
     auto f = [&] { kernel<<<static_cast<unsigned>(grid), kQuantThreads>>>(p); };
     int const ok = dcheck(f);
     report("dequantize_fp8", name + " grid=" + std::to_string(grid), T, dbytes, time_ms(f), ok);
   };
   {
-    DequantizeParams p{};
-    p.q = q;
-    p.scale = sc;
-    p.out = out;
-    p.n_rows = rows;
-    p.D = D;
-    auto f = [&] { CK((launch_dequantize_per_token<__nv_bfloat16, Fp8E4M3>(p, 0))); };
+    auto f = [&] { CK((launch_dequantize_per_token<__nv_bfloat16, Fp8E4M3>(dp, 0))); };
     int const ok = dcheck(f);
     report("dequantize_fp8", "library default", T, dbytes, time_ms(f), ok);
   }
