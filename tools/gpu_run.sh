@@ -248,40 +248,51 @@ e2e_deps() {
   say "e2e: model dependencies unpacked from $debs into $dm"
 }
 
-run_e2e() {
-  local bin="$E2E_BUILD/tests/bench/bench_e2e"
-  e2e_deps
-  local pre=${AKCB_E2E_PREBUILT:-.carry/akcb-kernels/prebuilt-e2e}
-  if [[ -n "${AKCB_USE_PREBUILT:-}" && -x "$pre/bench_e2e" ]]; then
+# The binary a model part runs: sets BIN and BIN_LD (its LD_LIBRARY_PATH additions).
+# usage: model_binary TAG NAME PREBUILT_DIR BUILD_DIR PATH_IN_BUILD [CMAKE_ARG...]
+# With AKCB_USE_PREBUILT=1, PREBUILT_DIR/NAME (with the libakcb.so and libakcb_models.so it was linked
+# with) when it starts here; otherwise configure BUILD_DIR with CUDA and akcb::models (tests off,
+# plus CMAKE_ARGs) and build target NAME.
+model_binary() {
+  local tag=$1 name=$2 pre=$3 build=$4 rel=$5
+  shift 5
+  BIN="$build/$rel"
+  BIN_LD=${E2E_LD_PATH:-}
+  if [[ -n "${AKCB_USE_PREBUILT:-}" && -x "$pre/$name" ]]; then
     local torch_lib
     torch_lib=$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
     pre=$(cd "$pre" && pwd)
-    E2E_LD_PATH="$pre:$torch_lib:/usr/local/cuda/lib64${E2E_LD_PATH:+:$E2E_LD_PATH}"
-    if LD_LIBRARY_PATH="$E2E_LD_PATH:${LD_LIBRARY_PATH:-}" "$pre/bench_e2e" --help >/dev/null 2>&1; then
-      bin="$pre/bench_e2e"
-      say "e2e: using prebuilt $bin"
-    else
-      say "e2e: prebuilt bench_e2e does not start here: building"
+    local pld="$pre:$torch_lib:/usr/local/cuda/lib64${BIN_LD:+:$BIN_LD}"
+    if LD_LIBRARY_PATH="$pld:${LD_LIBRARY_PATH:-}" "$pre/$name" --help >/dev/null 2>&1; then
+      BIN="$pre/$name"
+      BIN_LD=$pld
+      say "$tag: using prebuilt $BIN"
+      return 0
     fi
+    say "$tag: prebuilt $name does not start here: building"
   fi
-  if [[ "$bin" == "$E2E_BUILD/"* ]]; then
-    say "e2e: configure ($E2E_BUILD, AKCB_BUILD_MODELS=ON)"
-    LD_LIBRARY_PATH="${E2E_CFG_LD:+$E2E_CFG_LD:}${LD_LIBRARY_PATH:-}" \
-      cmake -S . -B "$E2E_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-      -DCMAKE_PREFIX_PATH="$PREFIX" -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" \
-      -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DAKCB_WITH_CUDA=ON -DAKCB_BUILD_TESTS=OFF \
-      -DAKCB_BUILD_BENCHMARKS=ON -DAKCB_BUILD_MODELS=ON -DAKCB_BUILD_EXAMPLES=OFF "${E2E_CMAKE_ARGS[@]}" \
-      >>"$LOG" 2>&1 || { fail "e2e configure (see gpu_run.log)"; tail -30 "$LOG"; return 1; }
-    local t0=$SECONDS
-    cmake --build "$E2E_BUILD" -j"$JOBS" --target bench_e2e >>"$LOG" 2>&1 ||
-      { fail "e2e build (see gpu_run.log)"; grep -E "error|FAILED" "$LOG" | head -30; return 1; }
-    say "e2e: built in $((SECONDS - t0)) s"
-  fi
+  say "$tag: configure ($build, AKCB_BUILD_MODELS=ON $*)"
+  LD_LIBRARY_PATH="${E2E_CFG_LD:+$E2E_CFG_LD:}${LD_LIBRARY_PATH:-}" \
+    cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_PREFIX_PATH="$PREFIX" -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" \
+    -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DAKCB_WITH_CUDA=ON -DAKCB_BUILD_TESTS=OFF \
+    -DAKCB_BUILD_MODELS=ON "$@" "${E2E_CMAKE_ARGS[@]}" \
+    >>"$LOG" 2>&1 || { fail "$tag configure (see gpu_run.log)"; tail -30 "$LOG"; return 1; }
+  local t0=$SECONDS
+  cmake --build "$build" -j"$JOBS" --target "$name" >>"$LOG" 2>&1 ||
+    { fail "$tag build (see gpu_run.log)"; grep -E "error|FAILED" "$LOG" | head -30; return 1; }
+  say "$tag: built in $((SECONDS - t0)) s"
+}
+
+run_e2e() {
+  e2e_deps
+  model_binary e2e bench_e2e "${AKCB_E2E_PREBUILT:-.carry/akcb-kernels/prebuilt-e2e}" "$E2E_BUILD" \
+    tests/bench/bench_e2e -DAKCB_BUILD_BENCHMARKS=ON -DAKCB_BUILD_EXAMPLES=OFF || return 1
   say "e2e: bench_e2e ${AKCB_E2E_ARGS:-}"
   nvidia-smi --query-gpu=memory.used,memory.total --format=csv,noheader >>"$LOG" 2>&1
   # shellcheck disable=SC2086
-  LD_LIBRARY_PATH="${E2E_LD_PATH:+$E2E_LD_PATH:}${LD_LIBRARY_PATH:-}" \
-    "$bin" --device cuda --dtype bf16 --out-dir "$OUT" ${AKCB_E2E_ARGS:-} >"$OUT/e2e.log" 2>&1 ||
+  LD_LIBRARY_PATH="${BIN_LD:+$BIN_LD:}${LD_LIBRARY_PATH:-}" \
+    "$BIN" --device cuda --dtype bf16 --out-dir "$OUT" ${AKCB_E2E_ARGS:-} >"$OUT/e2e.log" 2>&1 ||
     fail "bench_e2e (exit $?; see e2e.log)"
   tail -40 "$OUT/e2e.log" | tee -a "$LOG"
 }
@@ -303,36 +314,9 @@ run_e2e() {
 EVAL_BUILD=${AKCB_EVAL_BUILD_DIR:-$BUILD-eval}
 
 run_eval() {
-  local bin="$EVAL_BUILD/examples/akcb-eval"
   e2e_deps  # the same model dependencies (pcre2, utf8proc, nlohmann_json, CLI11)
-  local pre=${AKCB_EVAL_PREBUILT:-.carry/akcb-kernels/prebuilt-eval}
-  local ld=${E2E_LD_PATH:-}
-  if [[ -n "${AKCB_USE_PREBUILT:-}" && -x "$pre/akcb-eval" ]]; then
-    local torch_lib
-    torch_lib=$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-    pre=$(cd "$pre" && pwd)
-    local pld="$pre:$torch_lib:/usr/local/cuda/lib64${ld:+:$ld}"
-    if LD_LIBRARY_PATH="$pld:${LD_LIBRARY_PATH:-}" "$pre/akcb-eval" --help >/dev/null 2>&1; then
-      bin="$pre/akcb-eval"
-      ld=$pld
-      say "eval: using prebuilt $bin"
-    else
-      say "eval: prebuilt akcb-eval does not start here: building"
-    fi
-  fi
-  if [[ "$bin" == "$EVAL_BUILD/"* ]]; then
-    say "eval: configure ($EVAL_BUILD, AKCB_BUILD_MODELS=ON, AKCB_BUILD_EXAMPLES=ON)"
-    LD_LIBRARY_PATH="${E2E_CFG_LD:+$E2E_CFG_LD:}${LD_LIBRARY_PATH:-}" \
-      cmake -S . -B "$EVAL_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-      -DCMAKE_PREFIX_PATH="$PREFIX" -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" \
-      -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DAKCB_WITH_CUDA=ON -DAKCB_BUILD_TESTS=OFF \
-      -DAKCB_BUILD_BENCHMARKS=OFF -DAKCB_BUILD_MODELS=ON -DAKCB_BUILD_EXAMPLES=ON "${E2E_CMAKE_ARGS[@]}" \
-      >>"$LOG" 2>&1 || { fail "eval configure (see gpu_run.log)"; tail -30 "$LOG"; return 1; }
-    local t0=$SECONDS
-    cmake --build "$EVAL_BUILD" -j"$JOBS" --target akcb-eval >>"$LOG" 2>&1 ||
-      { fail "eval build (see gpu_run.log)"; grep -E "error|FAILED" "$LOG" | head -30; return 1; }
-    say "eval: built in $((SECONDS - t0)) s"
-  fi
+  model_binary eval akcb-eval "${AKCB_EVAL_PREBUILT:-.carry/akcb-kernels/prebuilt-eval}" "$EVAL_BUILD" \
+    examples/akcb-eval -DAKCB_BUILD_BENCHMARKS=OFF -DAKCB_BUILD_EXAMPLES=ON || return 1
   local n=${AKCB_EVAL_N:-4} tmo=${AKCB_EVAL_TIMEOUT:-150} dt rc
   : >"$OUT/eval_cuda.md"
   for dt in ${AKCB_EVAL_DTYPES:-bf16 fp32}; do
@@ -340,7 +324,7 @@ run_eval() {
     rm -rf "$out"
     say "eval: akcb-eval --device cuda --dtype $dt ${AKCB_EVAL_ARGS:-}"
     # shellcheck disable=SC2086
-    LD_LIBRARY_PATH="${ld:+$ld:}${LD_LIBRARY_PATH:-}" timeout "$tmo" "$bin" --device cuda --dtype "$dt" \
+    LD_LIBRARY_PATH="${BIN_LD:+$BIN_LD:}${LD_LIBRARY_PATH:-}" timeout "$tmo" "$BIN" --device cuda --dtype "$dt" \
       -m models/tiny-qwen3 -m models/tiny-llama3 --tasks passkey,multikey --lengths 2048 -n "$n" \
       --policies full,window,origin,quant,mix --budgets 1/4 --budget-modes bytes \
       --ppl-docs 1 --ppl-len "${AKCB_EVAL_PPL_LEN:-512}" --ppl-prefix 128 --short-examples 1 -o "$out" \
