@@ -13,14 +13,13 @@ per-layer share of the needle still held after the prefill.
 """
 import argparse
 import collections
-import json
-import math
 import os
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from report import load as load_runs, wilson95  # noqa: E402  (tools/eval/report.py)
 
 STYLE = {
     ("window", "tokens=bytes"): ("tab:gray", "s", "-"),
@@ -32,30 +31,18 @@ STYLE = {
 }
 
 
+def save(fig, outdir, name):
+    """Lays out, writes OUTDIR/NAME (PNG, 110 dpi), closes the figure; returns NAME."""
+    fig.tight_layout()
+    fig.savefig(os.path.join(outdir, name), dpi=110)
+    plt.close(fig)
+    return name
+
+
 def load(dirs):
-    cells = []
-    for d in dirs:
-        with open(os.path.join(d, "results.json")) as f:
-            cells += json.load(f)["cells"]
-    # de-duplicate by key (the same cell may appear in several runs)
-    seen, out = set(), []
-    for c in cells:
-        if c["key"] in seen:
-            continue
-        seen.add(c["key"])
-        out.append(c)
-    return out
+    """Cells of the runs in `dirs`, each key once (the first run that has it)."""
+    return load_runs(dirs)[0]
 
-
-def wilson95(k, n):
-    if n <= 0:
-        return 0.0, 1.0
-    z = 1.959963984540054
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, mid - half), min(1.0, mid + half)
 
 
 def quality(c):
@@ -104,11 +91,7 @@ def plot_quality(cells, outdir):
         ax.set_xscale("log", base=2)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-        fig.tight_layout()
-        name = f"quality_{model}_{set_}_{split}_n{n}.png"
-        fig.savefig(os.path.join(outdir, name), dpi=110)
-        plt.close(fig)
-        files.append(name)
+        files.append(save(fig, outdir, f"quality_{model}_{set_}_{split}_n{n}.png"))
     return files
 
 
@@ -138,11 +121,7 @@ def plot_layers(cells, outdir):
         axes[0][0].set_ylabel("share of token-heads / r_l")
         axes[0][-1].legend(fontsize=7, loc="lower right")
         fig.suptitle(f"{model}: per-layer states at the end, {longest}", fontsize=10)
-        fig.tight_layout()
-        name = f"layers_{model}_{longest}.png"
-        fig.savefig(os.path.join(outdir, name), dpi=110)
-        plt.close(fig)
-        files.append(name)
+        files.append(save(fig, outdir, f"layers_{model}_{longest}.png"))
     return files
 
 
@@ -201,11 +180,7 @@ def plot_verdict(cells, outdir, split_label):
         ax.set_title(f"{model}: every policy at 1/4 of the full KV bytes\n({split_label}; bars: 95% Wilson intervals)", fontsize=9)
         ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.1))
         ax.grid(True, axis="y", alpha=0.3)
-        fig.tight_layout()
-        name = f"verdict_{model}.png"
-        fig.savefig(os.path.join(outdir, name), dpi=110)
-        plt.close(fig)
-        files.append(name)
+        files.append(save(fig, outdir, f"verdict_{model}.png"))
     return files
 
 
@@ -231,11 +206,7 @@ def plot_needle_layers(cells, outdir):
         axes[0][0].set_ylabel("needle token-heads held after prefill")
         axes[0][-1].legend(fontsize=7)
         fig.suptitle(f"{model}: needle survival per layer at 1/4 of the bytes", fontsize=10)
-        fig.tight_layout()
-        name = f"needle_layers_{model}.png"
-        fig.savefig(os.path.join(outdir, name), dpi=110)
-        plt.close(fig)
-        files.append(name)
+        files.append(save(fig, outdir, f"needle_layers_{model}.png"))
     return files
 
 
