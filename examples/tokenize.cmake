@@ -2,8 +2,5 @@
 # torch-free tokenizer objects only.
 if(TARGET akcb_tokenizer)
   find_package(nlohmann_json 3 REQUIRED)
-  add_executable(akcb-tokenize ${CMAKE_CURRENT_LIST_DIR}/akcb_tokenize.cpp)
-  target_link_libraries(akcb-tokenize PRIVATE akcb_tokenizer nlohmann_json::nlohmann_json)
-  target_include_directories(akcb-tokenize PRIVATE ${AKCB_CLI11_INCLUDE})
-  install(TARGETS akcb-tokenize)
+  akcb_add_cli(akcb-tokenize ${CMAKE_CURRENT_LIST_DIR}/akcb_tokenize.cpp akcb_tokenizer)
 endif()
