@@ -6,6 +6,7 @@
 #include <akcb/akcb.hpp>
 
 #include "cache/cache_test_utils.hpp"
+#include "test_errors.hpp"
 
 namespace {
 
@@ -147,14 +148,7 @@ TEST_F(AdaptiveCacheTest, BadInputThrowsAndLeavesCacheUsable) {
   cache.attend(1, q, k, v, 0);
   cache.commit();
   auto const before = cache.stats();
-  auto expect_throw_mentioning = [&](auto fn, std::string const& needle) {
-    try {
-      fn();
-      ADD_FAILURE() << "expected an error mentioning " << needle;
-    } catch (c10::Error const& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
-  };
+  auto expect_throw_mentioning = [&](auto fn, std::string const& needle) { EXPECT_ERROR_HAS(fn(), needle); };
   expect_throw_mentioning([&] { cache.attend(0, q, k.narrow(3, 0, 8), v, 3); }, "k");              // head dim
   expect_throw_mentioning([&] { cache.attend(0, q, k, v.narrow(2, 0, 2), 3); }, "v");              // S mismatch
   expect_throw_mentioning([&] { cache.attend(0, at::randn({2, 3, 3, 16}), k, v, 3); }, "H_q");      // GQA

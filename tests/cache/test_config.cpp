@@ -3,17 +3,14 @@
 
 #include <akcb/cache/cache_config.hpp>
 
+#include "test_errors.hpp"
+
 namespace {
 
 using akcb::CacheConfig;
 
 void expect_error_mentions(CacheConfig const& c, std::string const& needle) {
-  try {
-    c.validate();
-    FAIL() << "expected an error mentioning " << needle;
-  } catch (c10::Error const& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
+  EXPECT_ERROR_HAS(c.validate(), needle);
 }
 
 TEST(CacheConfig, DefaultsAndAuthorsSettingAreValid) {

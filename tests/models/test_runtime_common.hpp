@@ -2,6 +2,8 @@
 // Shared helpers of the model runtime tests: fixture location, error capture, raw safetensors I/O.
 #include <gtest/gtest.h>
 
+#include "test_errors.hpp"
+
 #include <c10/util/Exception.h>
 #include <nlohmann/json.hpp>
 
@@ -31,24 +33,6 @@ inline fs::path hf_reference_dir() {
   }
   return d;
 }
-
-/// The message of the c10::Error thrown by `f` ("" when nothing is thrown).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (c10::Error const& e) {
-    return e.what_without_backtrace();
-  }
-  return "";
-}
-
-#define EXPECT_ERROR_HAS(expr, needle)                                                  \
-  do {                                                                                  \
-    std::string const akcb_msg_ = ::akcb_test::error_of([&] { (void)(expr); });         \
-    EXPECT_FALSE(akcb_msg_.empty()) << "no c10::Error from " #expr;                     \
-    EXPECT_NE(akcb_msg_.find(needle), std::string::npos) << "message: " << akcb_msg_;   \
-  } while (0)
 
 inline std::string read_bytes(fs::path const& p) {
   std::ifstream in(p, std::ios::binary);

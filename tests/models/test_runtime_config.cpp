@@ -1,6 +1,8 @@
 // HF config.json / generation_config.json parsing: supported layouts and clear refusals.
 #include <gtest/gtest.h>
 
+#include "test_errors.hpp"
+
 #include <akcb/models/hf_config.hpp>
 
 #include <nlohmann/json.hpp>
@@ -13,6 +15,7 @@ using akcb::models::GenerationDefaults;
 using akcb::models::ModelArch;
 using akcb::models::ModelConfig;
 using akcb::models::RopeType;
+using akcb_test::error_of;
 using nlohmann::json;
 
 /// A Llama 3.2 1B config.json as published (transformers 4.x layout: rope_theta + rope_scaling).
@@ -40,17 +43,6 @@ json qwen3() {
     "num_attention_heads": 16, "num_hidden_layers": 28, "num_key_value_heads": 8, "rms_norm_eps": 1e-06,
     "rope_scaling": null, "rope_theta": 1000000, "sliding_window": null, "tie_word_embeddings": true,
     "torch_dtype": "bfloat16", "use_cache": true, "use_sliding_window": false, "vocab_size": 151936})");
-}
-
-/// The message of the c10::Error thrown by `f` ("" when nothing is thrown).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (c10::Error const& e) {
-    return e.what_without_backtrace();
-  }
-  return "";
 }
 
 TEST(RuntimeConfig, Llama32AsPublished) {
