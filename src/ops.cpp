@@ -4,6 +4,9 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <cstdint>
+#include <optional>
+#include <tuple>
 
 #include <akcb/shapes.hpp>
 
@@ -57,6 +60,39 @@ at::Tensor decode_attention(at::Tensor const& q, at::Tensor const& k, at::Tensor
   at::Tensor scores = at::matmul(qg, k.transpose(2, 3)).mul_(1.0 / std::sqrt(static_cast<double>(D)));  // [B, H_kv, G, T]
   at::Tensor const p = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
   return at::matmul(p, v).view({B, Hq, 1, D});
+}
+
+at::Tensor prefill_attention(at::Tensor const& q, at::Tensor const& k, at::Tensor const& v) {
+  ShapeEnv env;
+  env.check(q, {"B", "H_q", "S", "D"}, "q").check(k, {"B", "H_kv", "T", "D"}, "k").check(v, {"B", "H_kv", "T", "D"}, "v");
+  int64_t const Hq = env["H_q"], Hkv = env["H_kv"], S = env["S"], T = env["T"], D = env["D"];
+  AKCB_CHECK(S >= 1 && T >= S, "prefill_attention: the keys must include the S = ", S,
+             " new tokens (T >= S >= 1), got T = ", T);
+  AKCB_CHECK(Hq % Hkv == 0, "prefill_attention: H_q = ", Hq, " is not a multiple of H_kv = ", Hkv);
+  AKCB_CHECK(is_float_type(q.scalar_type()), "prefill_attention: q must be fp32, bf16 or fp16, got ", q.scalar_type());
+  AKCB_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type(),
+             "prefill_attention: dtypes differ: q ", q.scalar_type(), ", k ", k.scalar_type(), ", v ", v.scalar_type());
+  check_same_device(q, "q", k, "k");
+  check_same_device(q, "q", v, "v");
+  AKCB_CHECK(q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1,
+             "prefill_attention: q, k, v must be contiguous in D, strides ", q.strides(), ", ", k.strides(), ", ",
+             v.strides());
+  double const scale = 1.0 / std::sqrt(static_cast<double>(D));
+  // FlashAttention-2 loads 16-byte vectors: every pointer and every outer stride must keep them aligned.
+  auto aligned16 = [](at::Tensor const& t) {
+    return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 && t.stride(0) % 8 == 0 && t.stride(1) % 8 == 0 &&
+           t.stride(2) % 8 == 0;
+  };
+  bool const flash = q.is_cuda() && (q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf) &&
+                     D % 8 == 0 && D <= 256 && aligned16(q) && aligned16(k) && aligned16(v);
+  if (flash) {
+    // is_causal = true is bottom-right aligned for this op (S <= T): exactly j <= T - S + i.
+    return std::get<0>(at::_scaled_dot_product_flash_attention(q, k, v, /*dropout_p=*/0.0, /*is_causal=*/true,
+                                                               /*return_debug_mask=*/false, scale));
+  }
+  std::optional<at::Tensor> mask;
+  if (S > 1) mask = at::ones({S, T}, q.options().dtype(at::kBool)).tril(T - S);
+  return at::scaled_dot_product_attention(q, k, v, mask, 0.0, /*is_causal=*/false, std::nullopt, /*enable_gqa=*/true);
 }
 
 QuantizedTokens quantize_per_token(at::Tensor const& x, QuantDtype q) {

@@ -1,10 +1,14 @@
 // ops::decode_attention (the CUDA decode path of AdaptiveCache::attend) against LibTorch's
 // scaled_dot_product_attention with enable_gqa on the CPU: GQA group sizes 1, 4 and 8, odd key
 // counts, batch > 1, keys as narrow views of a larger preallocated block, fp32 and bf16.
+// ops::prefill_attention (its CPU routing) against an fp64 reference written out here: explicit
+// bottom-right causal mask, K and V repeated per query group, softmax in fp64.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
 #include <string>
 #include <tuple>
 
@@ -56,6 +60,68 @@ INSTANTIATE_TEST_SUITE_P(Shapes, DecodeAttention,
                            return "B" + std::to_string(c.B) + "_Hq" + std::to_string(c.Hq) + "_Hkv" +
                                   std::to_string(c.Hkv) + "_T" + std::to_string(c.T) + "_D" + std::to_string(c.D);
                          });
+
+/// out[b, h, i] = softmax_j(q . k / sqrt(D)) v over keys j <= T - S + i of KV head h / G, in fp64.
+at::Tensor prefill_reference(at::Tensor const& q, at::Tensor const& k, at::Tensor const& v) {
+  int64_t const S = q.size(2), T = k.size(2), G = q.size(1) / k.size(1), D = q.size(3);
+  at::Tensor qd = q.to(at::kDouble), kd = k.to(at::kDouble).repeat_interleave(G, 1), vd = v.to(at::kDouble).repeat_interleave(G, 1);
+  at::Tensor s = at::matmul(qd, kd.transpose(2, 3)) / std::sqrt(static_cast<double>(D));  // [B, H_q, S, T]
+  at::Tensor i = at::arange(S, at::kLong).view({S, 1}), j = at::arange(T, at::kLong).view({1, T});
+  s = s.masked_fill(j > i + (T - S), -std::numeric_limits<double>::infinity());
+  return at::matmul(at::softmax(s, -1), vd);
+}
+
+struct PrefillCase {
+  int64_t B, Hq, Hkv, S, T, D;
+};
+
+class PrefillAttention : public ::testing::TestWithParam<PrefillCase> {};
+
+TEST_P(PrefillAttention, MatchesFp64Reference) {
+  auto const c = GetParam();
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(11 + c.T + c.S);
+  at::Tensor q = at::randn({c.B, c.S, c.Hq, c.D}, gen).transpose(1, 2);  // the models' layout: strided heads
+  at::Tensor kb = at::randn({c.B, c.Hkv, c.T + 5, c.D}, gen) * 2.0;
+  at::Tensor vb = at::randn({c.B, c.Hkv, c.T + 5, c.D}, gen);
+  at::Tensor k = kb.narrow(2, 0, c.T), v = vb.narrow(2, 0, c.T);
+  at::Tensor const want = prefill_reference(q, k, v);
+  at::Tensor const got = akcb::ops::prefill_attention(q, k, v);
+  ASSERT_EQ(got.sizes(), want.sizes());
+  EXPECT_EQ(got.scalar_type(), at::kFloat);
+  EXPECT_LT((got.to(at::kDouble) - want).abs().max().item<double>(), 1e-5);
+  // Query 0 of the chunk sees exactly keys 0 .. T - S: changing key and value T - S + 1 (when it
+  // exists) must not change its output, while changing value T - S must.
+  if (c.S > 1) {
+    at::Tensor k2 = k.clone(), v2 = v.clone();
+    k2.narrow(2, c.T - c.S + 1, 1).mul_(-3.0);
+    v2.narrow(2, c.T - c.S + 1, 1).add_(5.0);
+    EXPECT_TRUE(at::equal(akcb::ops::prefill_attention(q, k2, v2).narrow(2, 0, 1), got.narrow(2, 0, 1)));
+    at::Tensor v3 = v.clone();
+    v3.narrow(2, c.T - c.S, 1).add_(5.0);
+    EXPECT_FALSE(at::equal(akcb::ops::prefill_attention(q, k, v3).narrow(2, 0, 1), got.narrow(2, 0, 1)));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, PrefillAttention,
+                         ::testing::Values(PrefillCase{1, 4, 4, 1, 1, 64}, PrefillCase{2, 8, 2, 37, 37, 64},
+                                           PrefillCase{2, 8, 2, 37, 101, 128}, PrefillCase{1, 32, 8, 5, 300, 128},
+                                           PrefillCase{3, 4, 1, 17, 129, 256}, PrefillCase{1, 6, 3, 1, 50, 36}),
+                         [](auto const& info) {
+                           auto const& c = info.param;
+                           return "B" + std::to_string(c.B) + "_Hq" + std::to_string(c.Hq) + "_Hkv" +
+                                  std::to_string(c.Hkv) + "_S" + std::to_string(c.S) + "_T" + std::to_string(c.T) +
+                                  "_D" + std::to_string(c.D);
+                         });
+
+TEST(PrefillAttentionErrors, RejectsBadInput) {
+  at::Tensor q = at::randn({1, 4, 3, 8}), k = at::randn({1, 2, 5, 8}), v = at::randn({1, 2, 5, 8});
+  EXPECT_ERROR_HAS(akcb::ops::prefill_attention(at::randn({1, 4, 6, 8}), k, v), "T >= S");
+  EXPECT_ERROR_HAS(akcb::ops::prefill_attention(at::randn({1, 3, 3, 8}), k, v), "not a multiple");
+  EXPECT_ERROR_HAS(akcb::ops::prefill_attention(q, k.to(at::kHalf), v), "dtypes differ");
+  EXPECT_ERROR_HAS(akcb::ops::prefill_attention(q, at::randn({1, 2, 5, 4}), v), "D");
+  EXPECT_ERROR_HAS(akcb::ops::prefill_attention(q, at::randn({1, 2, 8, 5}).transpose(2, 3), v), "contiguous in D");
+  EXPECT_ERROR_HAS(akcb::ops::prefill_attention(q.to(at::kInt), k.to(at::kInt), v.to(at::kInt)), "fp32, bf16 or fp16");
+}
 
 TEST(DecodeAttentionErrors, RejectsBadInput) {
   at::Tensor q = at::randn({1, 4, 1, 8}), k = at::randn({1, 2, 5, 8}), v = at::randn({1, 2, 5, 8});

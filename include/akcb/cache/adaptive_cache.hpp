@@ -98,16 +98,15 @@ class AdaptiveCache {
     lc.append(k, v);
     MaterializedKV m = lc.materialize();
     int64_t const S = q.size(2);
-    at::Tensor qpos = at::arange(start_pos, start_pos + S, at::TensorOptions().dtype(at::kLong).device(q.device()));
-    // A decode step on CUDA: two batched GEMMs and a softmax (ops::decode_attention). The keys'
-    // count changes at every step, and at::scaled_dot_product_attention on CUDA picks and
-    // prepares a backend per shape, which measured tens of milliseconds per new shape on the H200
-    // (docs/BENCHMARKS.md, "End to end"). On the CPU, and for prefill chunks, SDPA.
-    at::Tensor out = (S == 1 && q.is_cuda())
-                         ? ops::decode_attention(q, m.k, m.v)
-                         : at::scaled_dot_product_attention(q, m.k, m.v, attention_mask_(m, qpos, S), 0.0,
-                                                            /*is_causal=*/false, std::nullopt, /*enable_gqa=*/true);
+    // materialize() is hole-free and every held key precedes the new chunk, which sits in its last
+    // S columns: causal attention aligned to the bottom right, the same for every head. A decode
+    // step on CUDA: two batched GEMMs and a softmax (ops::decode_attention); a prefill chunk:
+    // ops::prefill_attention (FlashAttention-2 on CUDA in bf16/fp16). Neither goes through
+    // at::scaled_dot_product_attention's per-shape backend preparation on CUDA, which measured
+    // tens of milliseconds per new key count on the H200 (docs/BENCHMARKS.md, "End to end").
+    at::Tensor out = (S == 1 && q.is_cuda()) ? ops::decode_attention(q, m.k, m.v) : ops::prefill_attention(q, m.k, m.v);
     if (compresses_()) {
+      at::Tensor qpos = at::arange(start_pos, start_pos + S, at::TensorOptions().dtype(at::kLong).device(q.device()));
       score_(layer, m, q, qpos);
       if (!defers_(layer)) compress_if_over_(layer);
     }
@@ -329,15 +328,6 @@ class AdaptiveCache {
                expect, "); positions are absolute and may not go backwards or skip");
   }
 
-  /// Boolean mask [S, T] (true = attend), or none for a decode step. materialize() is
-  /// hole-free and every held key precedes the new chunk, which sits in the last S columns, so
-  /// key j is visible to query i iff j <= i + T - S, the same for every head.
-  std::optional<at::Tensor> attention_mask_(MaterializedKV const& m, at::Tensor const& qpos, int64_t S) const {
-    if (S == 1) return std::nullopt;
-    int64_t const T = m.k.size(2);
-    return at::ones({S, T}, qpos.options().dtype(at::kBool)).tril(T - S);
-  }
-
   /// A global-scope prefill chunk of `mix` waits for commit(), when all OQ scores are known.
   bool defers_(int64_t layer) const {
     return Policy::kUsesOqRatio && cfg_.ratio_scope == RatioScope::kGlobal && layers_[layer].last_append_len() > 1;
@@ -453,10 +443,16 @@ class AdaptiveCache {
         origin_slots -= static_cast<int64_t>(std::ceil(cfg_.evict_fraction * static_cast<double>(b.origin_past)));
     }
     lc.compress(sc.order, sc.scores, std::min(keep, P), std::max<int64_t>(origin_slots, 0), cfg_.window_size);
-    // A long prefill chunk grows the Original block far past what decode needs: release it,
-    // keeping room for the tokens appended before the next compression.
-    int64_t const room = b.held_limit(cfg_.window_size) + 1 - lc.n_held();
-    if (lc.capacity_orig() > 2 * (lc.used_orig() + room))
+    // Release the Original block's slack, keeping room for the tokens appended before the next
+    // compression (room ~ 1 after a prefill compression, ~ evict_fraction * past after a decode
+    // one). In a chunked prefill every layer would otherwise keep its high-water mark (held
+    // Original + one chunk) until the end: at 32 layers x 2048 tokens x 4 KiB (Llama-3-8B shape,
+    // bf16) that is 0.25 GiB of the peak memory. The next chunk's append reallocates the block
+    // (one copy of the held Original tokens of one layer at a time, small against the chunk's
+    // forward). Slack below one chunk of kShrinkSlackSlots is kept (no reallocation for it).
+    constexpr int64_t kShrinkSlackSlots = 64;
+    int64_t const room = std::max<int64_t>(b.held_limit(cfg_.window_size) + 1 - lc.n_held(), 1);
+    if (lc.capacity_orig() > lc.used_orig() + room + kShrinkSlackSlots)
       lc.shrink_to_fit(room, lc.capacity_quant() - lc.used_quant());
     sc.order = at::Tensor();
     sc.scores = at::Tensor();
