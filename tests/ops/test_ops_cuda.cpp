@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <numeric>
 #include <ostream>
 #include <random>
@@ -295,6 +296,18 @@ INSTANTIATE_TEST_SUITE_P(
 
 // ---------------------------------------------------------------------------------------------
 // compact_tokens_: random sorted index sets with -1 tails, several dtypes and row sizes.
+
+/// Sets an environment variable for the lifetime of the object.
+class ScopedEnv {
+ public:
+  ScopedEnv(char const* name, char const* value) : name_(name) { setenv(name, value, 1); }
+  ~ScopedEnv() { unsetenv(name_); }
+  ScopedEnv(ScopedEnv const&) = delete;
+  ScopedEnv& operator=(ScopedEnv const&) = delete;
+
+ private:
+  char const* name_;
+};
 struct CompactCase {
   std::vector<int64_t> shape;  // [B, H_kv, T_max, ...]
   at::ScalarType dtype;
@@ -352,9 +365,18 @@ TEST_P(CompactShapes, MatchesCpu) {
     at::Tensor x_cuda = x_cuda_bytes.view(c.dtype).squeeze(-1);  // c.shape, c.dtype, same storage
     ASSERT_EQ(x_cuda.sizes(), at::IntArrayRef(c.shape));
     akcb::ops::compact_tokens_(x_cpu, index);
+    // Both kernels on the same input: the cluster scheme (the default on sm_90) and the ticket
+    // scheme (the default before sm_90), forced through the environment.
+    at::Tensor x_cuda_bytes2 = x0.to(cuda_dev());
+    at::Tensor x_cuda2 = x_cuda_bytes2.view(c.dtype).squeeze(-1);
     akcb::ops::compact_tokens_(x_cuda, index.to(cuda_dev()));
+    {
+      ScopedEnv const force("AKCB_COMPACT_KERNEL", "ticket");
+      akcb::ops::compact_tokens_(x_cuda2, index.to(cuda_dev()));
+    }
     SCOPED_TRACE("rep " + std::to_string(rep));
-    EXPECT_TRUE(bits_equal(x_cuda_bytes, x_cpu, "x"));
+    EXPECT_TRUE(bits_equal(x_cuda_bytes, x_cpu, "x (default scheme)"));
+    EXPECT_TRUE(bits_equal(x_cuda_bytes2, x_cpu, "x (ticket scheme)"));
   }
 }
 
@@ -381,7 +403,8 @@ INSTANTIATE_TEST_SUITE_P(
         CompactCase{{2, 3, 999, 128}, at::kFloat8_e4m3fn, 600, 0.7},   // quantized data
         CompactCase{{2, 3, 999, 3}, at::kChar, 800, 0.6},              // 3-byte rows (byte vectors)
         CompactCase{{1, 2, 50, 2, 3, 5}, at::kHalf, 40, 0.5},          // several trailing dims
-        CompactCase{{1, 2, 9, 20000}, at::kFloat, 7, 0.6},             // 80 KB rows: row-wise fallback
+        CompactCase{{1, 2, 9, 20000}, at::kFloat, 7, 0.6},             // 80 KB rows: row-wise for the ticket scheme
+        CompactCase{{1, 2, 7, 40000}, at::kFloat, 6, 0.6},             // 160 KB rows: row-wise for both
         CompactCase{{2, 2, 100, 16}, at::kBFloat16, 50, 0.0},          // all -1: zero fill only
         CompactCase{{1, 8, 32768, 128}, at::kBFloat16, 24576, 1.0},    // the benchmark's shape (32k tokens)
         CompactCase{{3, 5, 3001, 80}, at::kHalf, 2222, 0.9},           // 160-byte rows: 10 vectors per row
@@ -448,42 +471,88 @@ TEST(DecodeAttentionCuda, MatchesCpuSdpa) {
   }
 }
 
-// The cache on CUDA (kernels + decode_attention) against the cache on the CPU (references + SDPA),
-// fp32, over a prefill and 40 decode steps: `window` compresses by position only, so both devices
-// keep the same tokens and the outputs must agree to fp32 rounding; `full` likewise.
+// prefill_attention on CUDA against the CPU's result in fp32 on the same (rounded) inputs: bf16 and
+// fp16 go through FlashAttention-2 (bottom-right causal, GQA native), fp32 and D = 36 through the
+// masked SDPA fallback. Strided queries (the models' layout) and keys as views of a larger block.
+TEST(PrefillAttentionCuda, MatchesCpu) {
+  AKCB_SKIP_WITHOUT_CUDA();
+  struct C {
+    int64_t B, Hq, Hkv, S, T, D;
+  };
+  for (C c : {C{1, 32, 8, 2048, 6001, 128}, C{2, 8, 2, 37, 101, 64}, C{3, 4, 1, 129, 129, 256}, C{1, 4, 4, 1, 77, 128},
+              C{2, 6, 3, 19, 50, 36}}) {
+    for (auto dt : {at::kFloat, at::kBFloat16, at::kHalf}) {
+      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(c.T + c.S);
+      at::Tensor q = at::randn({c.B, c.S, c.Hq, c.D}, gen).to(dt).transpose(1, 2);
+      at::Tensor kb = (at::randn({c.B, c.Hkv, c.T + 9, c.D}, gen) * 2.0).to(dt);
+      at::Tensor vb = at::randn({c.B, c.Hkv, c.T + 9, c.D}, gen).to(dt);
+      at::Tensor got = akcb::ops::prefill_attention(q.to(cuda_dev()), kb.to(cuda_dev()).narrow(2, 0, c.T),
+                                                    vb.to(cuda_dev()).narrow(2, 0, c.T));
+      at::Tensor want = akcb::ops::prefill_attention(q.to(at::kFloat), kb.narrow(2, 0, c.T).to(at::kFloat),
+                                                     vb.narrow(2, 0, c.T).to(at::kFloat));
+      ASSERT_EQ(got.scalar_type(), dt);
+      ASSERT_EQ(got.sizes(), want.sizes());
+      double const d = (got.cpu().to(at::kFloat) - want).abs().max().item<double>();
+      EXPECT_LT(d, dt == at::kFloat ? 1e-4 : 3e-2) << "S " << c.S << " T " << c.T << " D " << c.D << " dtype " << dt;
+    }
+  }
+  // Queries 2 bytes off a 16-byte boundary (a view into a wider buffer): not for FlashAttention's
+  // vector loads, so the SDPA fallback answers, with the same result.
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(3);
+  at::Tensor wide = at::randn({1, 8, 40, 65}, gen).to(at::kBFloat16);
+  at::Tensor q = wide.narrow(3, 1, 64);
+  at::Tensor k = at::randn({1, 2, 90, 64}, gen).to(at::kBFloat16), v = at::randn({1, 2, 90, 64}, gen).to(at::kBFloat16);
+  at::Tensor got = akcb::ops::prefill_attention(q.to(cuda_dev()).contiguous().view({1, 8, 40, 64}), k.to(cuda_dev()),
+                                                v.to(cuda_dev()));
+  at::Tensor wide_cuda = wide.to(cuda_dev());
+  at::Tensor got_off = akcb::ops::prefill_attention(wide_cuda.narrow(3, 1, 64), k.to(cuda_dev()), v.to(cuda_dev()));
+  EXPECT_LT((got_off.cpu().to(at::kFloat) - got.cpu().to(at::kFloat)).abs().max().item<double>(), 2e-2);
+}
+
+// The cache on CUDA (kernels, decode_attention, prefill_attention) against the cache on the CPU
+// (references + SDPA) over two prefill chunks and 40 decode steps: `window` compresses by position
+// only, so both devices keep the same tokens and the outputs must agree to the rounding of the
+// dtype; `full` likewise. In bf16 the CPU runs fp32 on the same rounded inputs (neither policy
+// quantizes, so both hold the same values), so the prefill chunks exercise FlashAttention-2.
 TEST(AdaptiveCacheCuda, FullAndWindowMatchCpu) {
   AKCB_SKIP_WITHOUT_CUDA();
-  for (auto policy : {akcb::PolicyKind::kFull, akcb::PolicyKind::kWindow}) {
-    akcb::CacheConfig cfg;
-    cfg.policy = policy;
-    cfg.cache_size = 48;
-    cfg.window_size = 8;
-    akcb::CacheShape shape;
-    shape.n_layers = 2;
-    shape.batch = 2;
-    shape.n_heads_kv = 2;
-    shape.head_dim = 64;
-    shape.dtype = at::kFloat;
-    akcb::CacheShape shape_cuda = shape;
-    shape_cuda.device = cuda_dev();
-    akcb::AnyCache cpu(cfg, shape), gpu(cfg, shape_cuda);
-    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(5);
-    int64_t pos = 0;
-    for (int step = 0; step < 41; ++step) {
-      int64_t const S = step == 0 ? 70 : 1;
-      for (int64_t l = 0; l < 2; ++l) {
-        at::Tensor q = at::randn({2, 8, S, 64}, gen), k = at::randn({2, 2, S, 64}, gen), v = at::randn({2, 2, S, 64}, gen);
-        at::Tensor a = cpu.attend(l, q, k, v, pos);
-        at::Tensor b = gpu.attend(l, q.to(cuda_dev()), k.to(cuda_dev()), v.to(cuda_dev()), pos);
-        ASSERT_LT((b.cpu() - a).abs().max().item<double>(), 1e-4) << akcb::to_string(policy) << " step " << step;
+  for (auto dt : {at::kFloat, at::kBFloat16}) {
+    for (auto policy : {akcb::PolicyKind::kFull, akcb::PolicyKind::kWindow}) {
+      akcb::CacheConfig cfg;
+      cfg.policy = policy;
+      cfg.cache_size = 48;
+      cfg.window_size = 8;
+      akcb::CacheShape shape;
+      shape.n_layers = 2;
+      shape.batch = 2;
+      shape.n_heads_kv = 2;
+      shape.head_dim = 64;
+      shape.dtype = at::kFloat;
+      akcb::CacheShape shape_cuda = shape;
+      shape_cuda.device = cuda_dev();
+      shape_cuda.dtype = dt;
+      akcb::AnyCache cpu(cfg, shape), gpu(cfg, shape_cuda);
+      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(5);
+      int64_t pos = 0;
+      for (int step = 0; step < 42; ++step) {
+        int64_t const S = step == 0 ? 70 : step == 1 ? 33 : 1;
+        for (int64_t l = 0; l < 2; ++l) {
+          at::Tensor q = at::randn({2, 8, S, 64}, gen).to(dt), k = at::randn({2, 2, S, 64}, gen).to(dt),
+                     v = at::randn({2, 2, S, 64}, gen).to(dt);
+          at::Tensor a = cpu.attend(l, q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat), pos);
+          at::Tensor b = gpu.attend(l, q.to(cuda_dev()), k.to(cuda_dev()), v.to(cuda_dev()), pos);
+          ASSERT_EQ(b.scalar_type(), dt);
+          ASSERT_LT((b.cpu().to(at::kFloat) - a).abs().max().item<double>(), dt == at::kFloat ? 1e-4 : 3e-2)
+              << akcb::to_string(policy) << " " << dt << " step " << step;
+        }
+        cpu.commit();
+        gpu.commit();
+        pos += S;
       }
-      cpu.commit();
-      gpu.commit();
-      pos += S;
+      EXPECT_EQ(cpu.stats().total.n_original, gpu.stats().total.n_original);
+      EXPECT_EQ(cpu.stats().total.n_evicted, gpu.stats().total.n_evicted);
+      if (policy == akcb::PolicyKind::kWindow) EXPECT_GT(cpu.stats().total.n_evicted, 0);
     }
-    EXPECT_EQ(cpu.stats().total.n_original, gpu.stats().total.n_original);
-    EXPECT_EQ(cpu.stats().total.n_evicted, gpu.stats().total.n_evicted);
-    if (policy == akcb::PolicyKind::kWindow) EXPECT_GT(cpu.stats().total.n_evicted, 0);
   }
 }
 
