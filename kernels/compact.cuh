@@ -97,10 +97,10 @@ __device__ __forceinline__ void st_release(int* p, int v) {
 }  // namespace detail
 
 // grid: (n_bh * chunks_per_bh), block: 256 -- one chunk of S destination rows per CTA (by ticket)
-template <int W>
-__global__ void __launch_bounds__(kCompactThreads) compact_tokens_kernel(CompactParams p) {
+template <int W, int kThreads = kCompactThreads, int kVecs = kCompactVecs>
+__global__ void __launch_bounds__(kThreads) compact_tokens_kernel(CompactParams p) {
   using V = byte_vec_t<W>;
-  __shared__ int64_t s_src[kCompactMaxRows];
+  __shared__ int64_t s_src[kThreads * kVecs];
   __shared__ int64_t s_chunk;
   __shared__ int s_watermark;
   int const tid = threadIdx.x;
@@ -110,7 +110,7 @@ __global__ void __launch_bounds__(kCompactThreads) compact_tokens_kernel(Compact
   int64_t const cc = t / p.n_bh, bh = t % p.n_bh;
   int64_t const i0 = cc * p.rows_per_chunk;
   int64_t const n_rows = min(p.rows_per_chunk, p.K - i0);
-  for (int64_t r = tid; r < n_rows; r += kCompactThreads) s_src[r] = p.index[bh * p.K + i0 + r];
+  for (int64_t r = tid; r < n_rows; r += kThreads) s_src[r] = p.index[bh * p.K + i0 + r];
   __syncthreads();
 
   int64_t const vecs_per_row = p.row_bytes / W;
@@ -118,10 +118,10 @@ __global__ void __launch_bounds__(kCompactThreads) compact_tokens_kernel(Compact
   uint8_t* const base = p.x + bh * p.T_max * p.row_bytes;
 
   // 1. read
-  V regs[kCompactVecs];
+  V regs[kVecs];
 #pragma unroll
-  for (int k = 0; k < kCompactVecs; ++k) {
-    int64_t const v = tid + static_cast<int64_t>(k) * kCompactThreads;
+  for (int k = 0; k < kVecs; ++k) {
+    int64_t const v = tid + static_cast<int64_t>(k) * kThreads;
     if (v < n_vecs) {
       int64_t const row = v / vecs_per_row, col = v - row * vecs_per_row;
       int64_t const src = s_src[row];
@@ -140,7 +140,7 @@ __global__ void __launch_bounds__(kCompactThreads) compact_tokens_kernel(Compact
   __syncthreads();
   // 3. wait for every lower chunk of this bh to have read.
   if (cc > 0) {
-    for (int64_t c = s_watermark + tid; c < cc; c += kCompactThreads) {
+    for (int64_t c = s_watermark + tid; c < cc; c += kThreads) {
       while (detail::ld_acquire(read_done + c) == 0) __nanosleep(64);
     }
     __syncthreads();
@@ -151,8 +151,8 @@ __global__ void __launch_bounds__(kCompactThreads) compact_tokens_kernel(Compact
   }
   // 4. write
 #pragma unroll
-  for (int k = 0; k < kCompactVecs; ++k) {
-    int64_t const v = tid + static_cast<int64_t>(k) * kCompactThreads;
+  for (int k = 0; k < kVecs; ++k) {
+    int64_t const v = tid + static_cast<int64_t>(k) * kThreads;
     if (v < n_vecs) {
       int64_t const row = v / vecs_per_row, col = v - row * vecs_per_row;
       int64_t const src = s_src[row];
@@ -205,14 +205,14 @@ constexpr int kMaxClusterSize = 16;                              // non-portable
 // the next round's, prefetched while this round's rows are in flight).
 constexpr int kClusterSmemBytes = 2 * kClusterMaxRows * static_cast<int>(sizeof(int32_t));
 
-// grid: (C, n_bh) with clusters of (C, 1, 1); block: 512; dynamic smem kClusterSmemBytes -- see
-// "Cluster scheme" above.
-template <int W>
-__global__ void __launch_bounds__(kClusterThreads, 1) compact_tokens_cluster_kernel(CompactParams p) {
+// grid: (C, n_bh) with clusters of (C, 1, 1); block: kThreads; dynamic smem
+// 2 * kThreads * kVecs * 4 bytes (kClusterSmemBytes for the defaults) -- see "Cluster scheme" above.
+template <int W, int kThreads = kClusterThreads, int kVecs = kClusterVecs>
+__global__ void __launch_bounds__(kThreads, 1) compact_tokens_cluster_kernel(CompactParams p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   using V = byte_vec_t<W>;
   // Per destination row of a chunk: source row, -1 = hole (zero-fill), -2 = stays in place.
-  extern __shared__ int32_t s_codes[];  // [2][kClusterMaxRows]
+  extern __shared__ int32_t s_codes[];  // [2][(kThreads * kVecs)]
   int const tid = threadIdx.x;
   int64_t const C = p.cluster_size, S = p.rows_per_chunk, bh = blockIdx.y;
   int64_t const rounds = ceil_div<int64_t>(p.chunks_per_bh, C);
@@ -226,7 +226,7 @@ __global__ void __launch_bounds__(kClusterThreads, 1) compact_tokens_cluster_ker
   auto fill_codes = [&](int64_t chunk, int32_t* codes) {
     int64_t const i0 = chunk * S, n = rows_of(chunk);
 #pragma unroll 4
-    for (int64_t r = tid; r < n; r += kClusterThreads) {
+    for (int64_t r = tid; r < n; r += kThreads) {
       int64_t const src = __ldg(reinterpret_cast<long long const*>(index + i0 + r));
       codes[r] = src < 0 ? -1 : (src == i0 + r ? -2 : static_cast<int32_t>(src));
     }
@@ -236,18 +236,18 @@ __global__ void __launch_bounds__(kClusterThreads, 1) compact_tokens_cluster_ker
   for (int64_t round = 0; round < rounds; ++round) {
     int64_t const chunk = round * C + blockIdx.x;
     int64_t const i0 = chunk * S, n_rows = rows_of(chunk);
-    int32_t const* const s_src = s_codes + (round & 1) * kClusterMaxRows;
-    int32_t* const s_next = s_codes + ((round + 1) & 1) * kClusterMaxRows;
+    int32_t const* const s_src = s_codes + (round & 1) * (kThreads * kVecs);
+    int32_t* const s_next = s_codes + ((round + 1) & 1) * (kThreads * kVecs);
     // This round's codes are complete, and the previous round's writes (which read s_next as
     // their s_src) are finished with it.
     __syncthreads();
 
     // 1. read this chunk's moving rows
     int const n_vecs = static_cast<int>(n_rows) * vecs_per_row;
-    V regs[kClusterVecs];
+    V regs[kVecs];
 #pragma unroll
-    for (int k = 0; k < kClusterVecs; ++k) {
-      int const v = tid + k * kClusterThreads;
+    for (int k = 0; k < kVecs; ++k) {
+      int const v = tid + k * kThreads;
       if (v < n_vecs) {
         int const row = static_cast<int>(p.vecs_per_row_div.div(static_cast<uint32_t>(v)));
         int const col = v - row * vecs_per_row;
@@ -262,8 +262,8 @@ __global__ void __launch_bounds__(kClusterThreads, 1) compact_tokens_cluster_ker
     asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
     // 3. write
 #pragma unroll
-    for (int k = 0; k < kClusterVecs; ++k) {
-      int const v = tid + k * kClusterThreads;
+    for (int k = 0; k < kVecs; ++k) {
+      int const v = tid + k * kThreads;
       if (v < n_vecs) {
         int const row = static_cast<int>(p.vecs_per_row_div.div(static_cast<uint32_t>(v)));
         int const col = v - row * vecs_per_row;

@@ -78,21 +78,28 @@ at::Tensor prefill_attention(at::Tensor const& q, at::Tensor const& k, at::Tenso
              "prefill_attention: q, k, v must be contiguous in D, strides ", q.strides(), ", ", k.strides(), ", ",
              v.strides());
   double const scale = 1.0 / std::sqrt(static_cast<double>(D));
-  // FlashAttention-2 loads 16-byte vectors: every pointer and every outer stride must keep them aligned.
+  // The CUDA attention kernels (FlashAttention-2 here, SDPA's below) load 16-byte vectors: a view
+  // whose pointer or outer strides break that alignment is copied first. Seen on the H200
+  // (2026-11-29): for bf16 queries 2 bytes off a boundary, SDPA with the mask returned values up to
+  // 1.04 away from those for the same queries in an aligned buffer, without an error.
   auto aligned16 = [](at::Tensor const& t) {
     return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 && t.stride(0) % 8 == 0 && t.stride(1) % 8 == 0 &&
            t.stride(2) % 8 == 0;
   };
+  auto aligned_copy = [&](at::Tensor const& t) {
+    return !t.is_cuda() || aligned16(t) ? t : at::empty_like(t, at::MemoryFormat::Contiguous).copy_(t);
+  };
+  at::Tensor const qa = aligned_copy(q), ka = aligned_copy(k), va = aligned_copy(v);
   bool const flash = q.is_cuda() && (q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf) &&
-                     D % 8 == 0 && D <= 256 && aligned16(q) && aligned16(k) && aligned16(v);
+                     D % 8 == 0 && D <= 256;
   if (flash) {
     // is_causal = true is bottom-right aligned for this op (S <= T): exactly j <= T - S + i.
-    return std::get<0>(at::_scaled_dot_product_flash_attention(q, k, v, /*dropout_p=*/0.0, /*is_causal=*/true,
+    return std::get<0>(at::_scaled_dot_product_flash_attention(qa, ka, va, /*dropout_p=*/0.0, /*is_causal=*/true,
                                                                /*return_debug_mask=*/false, scale));
   }
   std::optional<at::Tensor> mask;
   if (S > 1) mask = at::ones({S, T}, q.options().dtype(at::kBool)).tril(T - S);
-  return at::scaled_dot_product_attention(q, k, v, mask, 0.0, /*is_causal=*/false, std::nullopt, /*enable_gqa=*/true);
+  return at::scaled_dot_product_attention(qa, ka, va, mask, 0.0, /*is_causal=*/false, std::nullopt, /*enable_gqa=*/true);
 }
 
 QuantizedTokens quantize_per_token(at::Tensor const& x, QuantDtype q) {

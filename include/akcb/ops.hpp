@@ -90,14 +90,14 @@ at::Tensor decode_attention(at::Tensor const& q, at::Tensor const& k, at::Tensor
 /// prefill chunk over a cache; FlashInfer's "prefill with KV cache", causal mask aligned to the
 /// bottom right): query i (0-based in the chunk) attends to keys j <= T - S + i,
 ///   out[b, h, i] = softmax_j(q[b, h, i] . k[b, h / G, j] / sqrt(D)) . v[b, h / G, j],  G = H_q / H_kv.
-/// Routing: on CUDA in bf16 / fp16 with D % 8 == 0, D <= 256 and 16-byte aligned pointers and
-/// outer strides, LibTorch's FlashAttention-2
+/// Routing: on CUDA in bf16 / fp16 with D % 8 == 0 and D <= 256, LibTorch's FlashAttention-2
 /// kernel (`at::_scaled_dot_product_flash_attention`, whose is_causal is bottom-right aligned, as
 /// in torch.nn.attention.bias.causal_lower_right), with grouped-query heads natively: no mask
 /// tensor, O(S * H_q) extra memory, and no per-shape preparation (at::scaled_dot_product_attention
 /// on CUDA measured 64-70 ms at every new key count on the H200, docs/BENCHMARKS.md); elsewhere
 /// (CPU, fp32, other head dims) at::scaled_dot_product_attention with a [S, T] boolean mask
-/// (none when S == 1) and enable_gqa.
+/// (none when S == 1) and enable_gqa. On CUDA, inputs whose pointer or outer strides are not
+/// 16-byte aligned are copied first (the kernels load 16-byte vectors).
 /// \param q  [B, H_q, S, D] fp32|bf16|fp16, last dimension contiguous
 /// \param k  [B, H_kv, T, D] q's dtype and device, T >= S; last dimension contiguous, any other strides
 /// \param v  [B, H_kv, T, D] same as k
