@@ -371,7 +371,8 @@ class AdaptiveCache {
     score_probs_(layer, m, probs, w);
   }
 
-  /// Scoring from observation probabilities [B, H_q, w, T] over m's columns.
+  /// Scoring from observation probabilities [B, H_q, w, T] over m's columns. Besides `probs`,
+  /// it allocates only slices of bounded size (Calculator::kSliceBytes) and [B, H_kv, T] masks.
   void score_probs_(int64_t layer, MaterializedKV const& m, at::Tensor const& probs, int64_t w) {
     detail::LayerCache const& lc = layers_[layer];
     LayerScoring& sc = scoring_[layer];
@@ -379,9 +380,8 @@ class AdaptiveCache {
       // P = A over the keys before the observation window (position < n_processed - w).
       at::Tensor kp = m.pos.to(at::kLong);
       at::Tensor before = (kp >= 0) & (kp < lc.n_processed() - w);                   // [B, H_kv, T]
-      int64_t const G = probs.size(1) / shape_.n_heads_kv;
-      at::Tensor mask = before.repeat_interleave(G, 1).unsqueeze(2);                 // [B, H_q, 1, T]
-      double const log_s = Calculator::log_oq_score(probs * mask, cfg_.tau1, cfg_.tau2, cfg_.tau3);
+      // The masked probabilities are never materialized whole: log_oq_score masks per slice.
+      double const log_s = Calculator::log_oq_score(probs, before, cfg_.tau1, cfg_.tau2, cfg_.tau3);
       sc.log_oq = log_s;
       if (cfg_.ratio_scope == RatioScope::kRunning) {
         running_max_log_oq_ = std::max(running_max_log_oq_, log_s);
@@ -391,8 +391,9 @@ class AdaptiveCache {
     if (maybe_over_(layer)) rank_(layer, m, probs);
   }
 
-  /// Ranks the scored past of m's columns: heavy-hitter scores from `probs` (over m's columns),
-  /// or recency for `window`; keeps the ranking in combined-slot terms for compress.
+  /// Ranks the scored past of m's columns: heavy-hitter scores from `probs` (over m's columns,
+  /// scored per slice of KV heads by Calculator::heavy_hitter_at), or recency for `window`; keeps
+  /// the ranking in combined-slot terms for compress.
   void rank_(int64_t layer, MaterializedKV const& m, std::optional<at::Tensor> const& probs) {
     detail::LayerCache const& lc = layers_[layer];
     LayerScoring& sc = scoring_[layer];
@@ -401,10 +402,9 @@ class AdaptiveCache {
     at::Tensor scores;                                                               // [B, H_kv, P]
     if constexpr (Policy::kUsesScores) {
       AKCB_ASSERT(probs.has_value(), "scores needed but no probabilities");
-      int64_t const G = probs->size(1) / shape_.n_heads_kv;
-      at::Tensor idx = order.repeat_interleave(G, 1).unsqueeze(2).expand({-1, -1, probs->size(2), -1});
-      at::Tensor past_probs = probs->gather(3, idx);                                 // [B, H_q, w, P]
-      scores = Calculator::heavy_hitter(past_probs, shape_.n_heads_kv, cfg_.gamma, cfg_.pool_kernel);
+      // heavy_hitter of probs gathered at `order`, gathered per slice of KV heads so that the
+      // [B, H_q, w, P] gather is never whole.
+      scores = Calculator::heavy_hitter_at(*probs, order, shape_.n_heads_kv, cfg_.gamma, cfg_.pool_kernel);
     } else {
       // Recency: later positions rank higher; the first sink_tokens positions above everything.
       at::Tensor pos = m.pos.to(at::kLong).gather(2, order);
