@@ -24,9 +24,8 @@ void compact_tokens_(at::Tensor& x /*[B, H_kv, T_max, ...] any dtype, contiguous
   p.K = K;
   p.row_bytes = x.numel() / (n_bh * T_max) * static_cast<int64_t>(x.element_size());
   int const w = kernels::compact_tokens_vector_width(p.x, p.row_bytes);
-  // The ticket scheme (before sm_90) needs a tiny workspace (ticket, per-(b, h) watermark, one
-  // flag per chunk), zeroed on the stream; the cluster scheme needs none.
-  int64_t const ws = kernels::compact_tokens_workspace(n_bh, T_max, K, p.row_bytes, w);
+  // Tiny workspace (ticket, per-(b, h) watermark, one flag per chunk), zeroed on the stream.
+  int64_t const ws = kernels::compact_tokens_workspace(n_bh, K, p.row_bytes, w);
   at::Tensor sync;
   if (ws > 0) {
     sync = at::zeros({ws}, x.options().dtype(at::kInt));

@@ -3,10 +3,12 @@
 // layer's K cache: B = 1, 8 KV heads, D = 128, bf16 rows of 256 bytes; keep 3T/4 sorted rows
 // per head, T = 8k / 32k), CUDA events around 20 back-to-back calls, median of 15 batches,
 // against cudaMemcpyAsync device-to-device of the same bytes (read + write). Every variant's
-// output is checked byte for byte against a host compaction of the same input.
+// output is checked byte for byte against a host compaction of the same input. The library's
+// kernel is the ticket scheme (compact_tokens_kernel); the cluster candidates live here.
 //
 //   nvcc -O3 -std=c++17 -arch=sm_90 --expt-relaxed-constexpr -I kernels kernels/tuning/sweep_compact.cu -o sweep_compact
 //   ./sweep_compact > sweep_compact.md
+//   ./sweep_compact profile     (one launch per candidate at 32k, for ncu)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -33,6 +35,102 @@ using namespace akcb::kernels;
   } while (0)
 
 namespace {
+
+// Candidate (was the library's sm_90 default at 02cadd8, measured slower): one thread-block
+// cluster of C CTAs per bh; in round r, CTA c moves chunk r*C + c: read its rows into registers,
+// hardware cluster barrier (arrive.release / wait.acquire), write. Race-free because chunk q reads
+// rows >= q*S and writes [q*S, (q+1)*S): a round's writes never touch later rounds' sources, and
+// every write of round r follows the round-r barrier, which follows every read of rounds <= r.
+// Cluster scheme: 512 threads x 16 vectors of W bytes = 128 KiB of rows in flight per CTA at
+// W = 16 (one CTA per SM: up to 128 registers per thread, 64 of them for the tile).
+constexpr int kClusterThreads = 512;
+constexpr int kClusterVecs = 16;
+constexpr int kClusterMaxRows = kClusterThreads * kClusterVecs;  // S <= this for any W <= row_bytes
+constexpr int kMaxClusterSize = 16;                              // non-portable size, allowed on sm_90
+
+// Dynamic shared memory of the cluster kernel: two buffers of source-row codes (this round's and
+// the next round's, prefetched while this round's rows are in flight).
+constexpr int kClusterSmemBytes = 2 * kClusterMaxRows * static_cast<int>(sizeof(int32_t));
+
+// grid: (C, n_bh) with clusters of (C, 1, 1); block: kThreads; dynamic smem
+// 2 * kThreads * kVecs * 4 bytes (kClusterSmemBytes for the defaults) -- see "Cluster scheme" above.
+template <int W, int kThreads = kClusterThreads, int kVecs = kClusterVecs>
+__global__ void __launch_bounds__(kThreads, 1) compact_tokens_cluster_kernel(CompactParams p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  using V = byte_vec_t<W>;
+  // Per destination row of a chunk: source row, -1 = hole (zero-fill), -2 = stays in place.
+  extern __shared__ int32_t s_codes[];  // [2][(kThreads * kVecs)]
+  int const tid = threadIdx.x;
+  int64_t const C = p.cluster_size, S = p.rows_per_chunk, bh = blockIdx.y;
+  int64_t const rounds = ceil_div<int64_t>(p.chunks_per_bh, C);
+  uint8_t* const base = p.x + bh * p.T_max * p.row_bytes;
+  int64_t const* const index = p.index + bh * p.K;
+  int const vecs_per_row = static_cast<int>(p.vecs_per_row_div.d);
+
+  auto rows_of = [&](int64_t chunk) -> int64_t {
+    return chunk < p.chunks_per_bh ? (p.K - chunk * S < S ? p.K - chunk * S : S) : 0;
+  };
+  auto fill_codes = [&](int64_t chunk, int32_t* codes) {
+    int64_t const i0 = chunk * S, n = rows_of(chunk);
+#pragma unroll 4
+    for (int64_t r = tid; r < n; r += kThreads) {
+      int64_t const src = __ldg(reinterpret_cast<long long const*>(index + i0 + r));
+      codes[r] = src < 0 ? -1 : (src == i0 + r ? -2 : static_cast<int32_t>(src));
+    }
+  };
+
+  fill_codes(blockIdx.x, s_codes);
+  for (int64_t round = 0; round < rounds; ++round) {
+    int64_t const chunk = round * C + blockIdx.x;
+    int64_t const i0 = chunk * S, n_rows = rows_of(chunk);
+    int32_t const* const s_src = s_codes + (round & 1) * (kThreads * kVecs);
+    int32_t* const s_next = s_codes + ((round + 1) & 1) * (kThreads * kVecs);
+    // This round's codes are complete, and the previous round's writes (which read s_next as
+    // their s_src) are finished with it.
+    __syncthreads();
+
+    // 1. read this chunk's moving rows
+    int const n_vecs = static_cast<int>(n_rows) * vecs_per_row;
+    V regs[kVecs];
+#pragma unroll
+    for (int k = 0; k < kVecs; ++k) {
+      int const v = tid + k * kThreads;
+      if (v < n_vecs) {
+        int const row = static_cast<int>(p.vecs_per_row_div.div(static_cast<uint32_t>(v)));
+        int const col = v - row * vecs_per_row;
+        int32_t const src = s_src[row];
+        if (src >= 0) regs[k] = reinterpret_cast<V const*>(base + static_cast<int64_t>(src) * p.row_bytes)[col];
+      }
+    }
+    // The next round's codes: index loads issued while this round's rows are in flight.
+    if (round + 1 < rounds) fill_codes(chunk + C, s_next);
+    // 2. every CTA of the cluster has read (release: this CTA's reads are performed before any
+    //    CTA of the cluster passes the wait; acquire: writes below come after all of them).
+    asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+    // 3. write
+#pragma unroll
+    for (int k = 0; k < kVecs; ++k) {
+      int const v = tid + k * kThreads;
+      if (v < n_vecs) {
+        int const row = static_cast<int>(p.vecs_per_row_div.div(static_cast<uint32_t>(v)));
+        int const col = v - row * vecs_per_row;
+        int32_t const src = s_src[row];
+        V* const dst = reinterpret_cast<V*>(base + (i0 + row) * p.row_bytes) + col;
+        if (src == -1) {
+          V zero;
+          memset(&zero, 0, sizeof(zero));
+          *dst = zero;
+        } else if (src >= 0) {
+          *dst = regs[k];
+        }
+      }
+    }
+  }
+#else
+  __trap();  // built for sm_90 only
+#endif
+}
+
 
 constexpr int kReps = 20, kBatches = 15;
 constexpr int64_t kHeads = 8, kRowBytes = 256;
@@ -113,6 +211,7 @@ std::function<void()> ticket_variant(Problem const& pr) {
   CompactParams p = base_params(pr);
   p.rows_per_chunk = int64_t{kThreads} * kVecs * 16 / kRowBytes;
   p.chunks_per_bh = ceil_div<int64_t>(p.K, p.rows_per_chunk);
+  p.vecs_per_row_div = FastDivmod(kRowBytes / 16);
   int64_t const ws = 1 + kHeads + kHeads * p.chunks_per_bh;
   return [p, ws] {
     CK(cudaMemsetAsync(p.sync, 0, ws * sizeof(int)));
@@ -282,7 +381,19 @@ bool check(Problem const& pr, std::function<void()> const& f) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "profile") == 0) {
+    // One launch of each candidate at 32k, for Nsight Compute:
+    //   ncu --clock-control none -k regex:compact --section SpeedOfLight --section WarpStateStats ... ./sweep_compact profile
+    Problem pr = make_problem(32768);
+    bool ok = check(pr, ticket_variant<256, 8>(pr));
+    ok &= check(pr, ticket_variant<512, 8>(pr));
+    ok &= check(pr, ticket_variant<256, 16>(pr));
+    ok &= check(pr, cluster_variant<512, 16>(pr, 16));
+    ok &= check(pr, cluster_variant<512, 16>(pr, 8));
+    std::printf("profile launches %s\n", ok ? "ok" : "WRONG");
+    return ok ? 0 : 1;
+  }
   cudaDeviceProp prop{};
   CK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s, %d SMs\n\n", prop.name, prop.multiProcessorCount);
@@ -303,11 +414,30 @@ int main() {
                   moved / 1e6, ms * 1e3, gbps, copy_gbps, gbps / copy_gbps, ok ? "ok" : "WRONG");
       std::fflush(stdout);
     };
-    row("ticket 256x8 (library default before sm_90) +memset", ticket_variant<256, 8>(pr));
+    row("ticket 256x8 (library default) +memset", ticket_variant<256, 8>(pr));
+    row("ticket 512x8 +memset", ticket_variant<512, 8>(pr));
+    row("ticket 128x8 +memset", ticket_variant<128, 8>(pr));
     row("ticket 256x16 +memset", ticket_variant<256, 16>(pr));
     row("ticket 128x16 +memset", ticket_variant<128, 16>(pr));
     row("ticket 256x4 +memset", ticket_variant<256, 4>(pr));
     row("ticket 512x4 +memset", ticket_variant<512, 4>(pr));
+    int max_active16 = 0;
+    {
+      cudaLaunchConfig_t cfg{};
+      cfg.gridDim = dim3(16, 1, 1);
+      cfg.blockDim = dim3(512, 1, 1);
+      cfg.dynamicSmemBytes = kClusterSmemBytes;
+      cudaLaunchAttribute attr{};
+      attr.id = cudaLaunchAttributeClusterDimension;
+      attr.val.clusterDim.x = 16;
+      attr.val.clusterDim.y = 1;
+      attr.val.clusterDim.z = 1;
+      cfg.attrs = &attr;
+      cfg.numAttrs = 1;
+      (void)cluster_variant<512, 16>(pr, 16);  // sets the kernel's attributes
+      CK(cudaOccupancyMaxActiveClusters(&max_active16, compact_tokens_cluster_kernel<16, 512, 16>, &cfg));
+    }
+    std::printf("| (clusters of 16 x 512 threads resident at once: %d) | | | | | | | |\n", max_active16);
     for (int c : {16, 8}) {
       std::string const cs = " cluster " + std::to_string(c);
       row("cluster 512x16 (library default)" + cs, cluster_variant<512, 16>(pr, c));
@@ -316,11 +446,7 @@ int main() {
       row("cluster 256x8" + cs, cluster_variant<256, 8>(pr, c));
       row("cluster 1024x8" + cs, cluster_variant<1024, 8>(pr, c));
       row("cluster 1024x4" + cs, cluster_variant<1024, 4>(pr, c));
-      row("pipelined 512x8" + cs, pipelined_variant<512, 8>(pr, c));
-      row("pipelined 512x4" + cs, pipelined_variant<512, 4>(pr, c));
       row("pipelined 1024x4" + cs, pipelined_variant<1024, 4>(pr, c));
-      row("pipelined 1024x2" + cs, pipelined_variant<1024, 2>(pr, c));
-      row("pipelined 256x16" + cs, pipelined_variant<256, 16>(pr, c));
     }
     CK(cudaFree(d_copy));
   }

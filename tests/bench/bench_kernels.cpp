@@ -20,7 +20,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstdio>
 #include <map>
 #include <vector>
@@ -37,7 +36,7 @@ constexpr int64_t kSleepCycles = 2'000'000;  // ~1 ms at H200 clocks: longer tha
 constexpr int64_t B = 1, H = 8, D = 128;     // one Llama-3-8B layer's K (or V) cache
 constexpr at::ScalarType kDtype = at::kBFloat16;
 
-enum class Impl { kAkcb, kAkcbTicket, kLibTorch };  // kAkcbTicket: compaction's pre-sm_90 scheme
+enum class Impl { kAkcb, kLibTorch };
 
 bool cuda_ok() { return at::hasCUDA() && at::getNumGPUs() > 0 && akcb::ops::cuda_kernels_available(); }
 
@@ -168,9 +167,6 @@ void BM_compact(benchmark::State& state, Impl impl) {
   at::Tensor index = sorted_subset(T, K);
   int64_t const rows = B * H * K;
   int64_t const bytes = rows * 8 + rows * D * 2 * 2;
-  // akcb: the scheme the library picks on this GPU (the cluster scheme on sm_90); akcb_ticket:
-  // the ticket scheme, which the library runs before sm_90, forced through the environment.
-  if (impl == Impl::kAkcbTicket) setenv("AKCB_COMPACT_KERNEL", "ticket", 1);
   run(state, bytes, [&] {
     if (impl == Impl::kLibTorch) {
       akcb::cpu::compact_tokens_(x, index);
@@ -178,7 +174,6 @@ void BM_compact(benchmark::State& state, Impl impl) {
       akcb::ops::compact_tokens_(x, index, /*check_index=*/false);
     }
   });
-  unsetenv("AKCB_COMPACT_KERNEL");
 }
 
 /// The copy itself as a row of the table (64 MiB of bf16 K at 32k tokens).
@@ -205,7 +200,6 @@ BENCHMARK_CAPTURE(BM_dequantize, akcb_int8, Impl::kAkcb, QuantDtype::kInt8) AKCB
 BENCHMARK_CAPTURE(BM_quantize_gather, akcb_fp8, Impl::kAkcb, QuantDtype::kFp8E4M3) AKCB_SIZES;
 BENCHMARK_CAPTURE(BM_quantize_gather, libtorch_fp8, Impl::kLibTorch, QuantDtype::kFp8E4M3) AKCB_SIZES;
 BENCHMARK_CAPTURE(BM_compact, akcb, Impl::kAkcb) AKCB_SIZES;
-BENCHMARK_CAPTURE(BM_compact, akcb_ticket, Impl::kAkcbTicket) AKCB_SIZES;
 BENCHMARK_CAPTURE(BM_compact, libtorch, Impl::kLibTorch) AKCB_SIZES;
 
 }  // namespace
