@@ -19,6 +19,7 @@
 #   kernels    = build test bench sanitize (in that order)
 #   e2e        end-to-end model benchmark (bench_e2e, own build folder, -DAKCB_BUILD_MODELS=ON;
 #              ~1 min build + ~2-4 min run, estimated) -> e2e.json, e2e.md, e2e.log
+#              (AKCB_E2E_DTYPES="bf16 fp16": one run each; the second writes e2e_fp16.*)
 #   eval       akcb-eval with --device cuda on both bundled models (own build folder, models and
 #              examples on; a small grid in bf16 and fp32; see run_eval below)
 #              -> eval_cuda.md, eval_{bf16,fp32}.csv, eval_{bf16,fp32}.json, eval.log
@@ -288,13 +289,25 @@ run_e2e() {
   e2e_deps
   model_binary e2e bench_e2e "${AKCB_E2E_PREBUILT:-.carry/akcb-kernels/prebuilt-e2e}" "$E2E_BUILD" \
     tests/bench/bench_e2e -DAKCB_BUILD_BENCHMARKS=ON -DAKCB_BUILD_EXAMPLES=OFF || return 1
-  say "e2e: bench_e2e ${AKCB_E2E_ARGS:-}"
   nvidia-smi --query-gpu=memory.used,memory.total --format=csv,noheader >>"$LOG" 2>&1
-  # shellcheck disable=SC2086
-  LD_LIBRARY_PATH="${BIN_LD:+$BIN_LD:}${LD_LIBRARY_PATH:-}" \
-    "$BIN" --device cuda --dtype bf16 --out-dir "$OUT" ${AKCB_E2E_ARGS:-} >"$OUT/e2e.log" 2>&1 ||
-    fail "bench_e2e (exit $?; see e2e.log)"
-  tail -40 "$OUT/e2e.log" | tee -a "$LOG"
+  # One run per dtype in AKCB_E2E_DTYPES (default bf16); the first writes e2e.{json,md,log}, the
+  # others e2e_<dtype>.{json,md,log}.
+  local first=1 dt
+  for dt in ${AKCB_E2E_DTYPES:-bf16}; do
+    local dir="$OUT" log="$OUT/e2e.log"
+    if [[ -z "$first" ]]; then dir="$OUT/e2e_$dt"; log="$OUT/e2e_$dt.log"; mkdir -p "$dir"; fi
+    say "e2e: bench_e2e --dtype $dt ${AKCB_E2E_ARGS:-}"
+    # shellcheck disable=SC2086
+    LD_LIBRARY_PATH="${BIN_LD:+$BIN_LD:}${LD_LIBRARY_PATH:-}" \
+      "$BIN" --device cuda --dtype "$dt" --out-dir "$dir" ${AKCB_E2E_ARGS:-} >"$log" 2>&1 ||
+      fail "bench_e2e --dtype $dt (exit $?; see $(basename "$log"))"
+    if [[ -z "$first" ]]; then
+      for f in e2e.json e2e.md; do [[ -f "$dir/$f" ]] && mv "$dir/$f" "$OUT/${f%.*}_$dt.${f##*.}"; done
+      rmdir "$dir" 2>/dev/null
+    fi
+    tail -25 "$log" | tee -a "$LOG"
+    first=
+  done
 }
 
 # Evaluation on the GPU (issue 5, "--device cuda works"): akcb-eval (examples/akcb_eval.cpp) built with
