@@ -62,20 +62,20 @@ at::Tensor decode_attention(at::Tensor const& q, at::Tensor const& k, at::Tensor
   return at::matmul(p, v).view({B, Hq, 1, D});
 }
 
-at::Tensor prefill_attention(at::Tensor const& q, at::Tensor const& k, at::Tensor const& v) {
+at::Tensor cache_attention(at::Tensor const& q, at::Tensor const& k, at::Tensor const& v) {
   ShapeEnv env;
   env.check(q, {"B", "H_q", "S", "D"}, "q").check(k, {"B", "H_kv", "T", "D"}, "k").check(v, {"B", "H_kv", "T", "D"}, "v");
   int64_t const Hq = env["H_q"], Hkv = env["H_kv"], S = env["S"], T = env["T"], D = env["D"];
-  AKCB_CHECK(S >= 1 && T >= S, "prefill_attention: the keys must include the S = ", S,
+  AKCB_CHECK(S >= 1 && T >= S, "cache_attention: the keys must include the S = ", S,
              " new tokens (T >= S >= 1), got T = ", T);
-  AKCB_CHECK(Hq % Hkv == 0, "prefill_attention: H_q = ", Hq, " is not a multiple of H_kv = ", Hkv);
-  AKCB_CHECK(is_float_type(q.scalar_type()), "prefill_attention: q must be fp32, bf16 or fp16, got ", q.scalar_type());
+  AKCB_CHECK(Hq % Hkv == 0, "cache_attention: H_q = ", Hq, " is not a multiple of H_kv = ", Hkv);
+  AKCB_CHECK(is_float_type(q.scalar_type()), "cache_attention: q must be fp32, bf16 or fp16, got ", q.scalar_type());
   AKCB_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type(),
-             "prefill_attention: dtypes differ: q ", q.scalar_type(), ", k ", k.scalar_type(), ", v ", v.scalar_type());
+             "cache_attention: dtypes differ: q ", q.scalar_type(), ", k ", k.scalar_type(), ", v ", v.scalar_type());
   check_same_device(q, "q", k, "k");
   check_same_device(q, "q", v, "v");
   AKCB_CHECK(q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1,
-             "prefill_attention: q, k, v must be contiguous in D, strides ", q.strides(), ", ", k.strides(), ", ",
+             "cache_attention: q, k, v must be contiguous in D, strides ", q.strides(), ", ", k.strides(), ", ",
              v.strides());
   double const scale = 1.0 / std::sqrt(static_cast<double>(D));
   // The CUDA attention kernels (FlashAttention-2 here, SDPA's below) load 16-byte vectors: a view
@@ -97,6 +97,7 @@ at::Tensor prefill_attention(at::Tensor const& q, at::Tensor const& k, at::Tenso
     return std::get<0>(at::_scaled_dot_product_flash_attention(qa, ka, va, /*dropout_p=*/0.0, /*is_causal=*/true,
                                                                /*return_debug_mask=*/false, scale));
   }
+  if (S == 1 && q.is_cuda()) return decode_attention(qa, ka, va);
   std::optional<at::Tensor> mask;
   if (S > 1) mask = at::ones({S, T}, q.options().dtype(at::kBool)).tril(T - S);
   return at::scaled_dot_product_attention(qa, ka, va, mask, 0.0, /*is_causal=*/false, std::nullopt, /*enable_gqa=*/true);

@@ -76,9 +76,9 @@ void compact_tokens_(at::Tensor& x, at::Tensor const& index, bool check_index = 
 /// No mask: every held key precedes the query (AdaptiveCache::materialize() is hole-free).
 /// Numerics as transformers' eager attention (`eager_attention_forward`): scores by a batched
 /// matmul in the input dtype (fp32 accumulation on CUDA), softmax in fp32, cast back, times V.
-/// Used by AdaptiveCache::attend for decode steps on CUDA, where it costs two batched GEMMs and a
-/// softmax for any T and does not go through at::scaled_dot_product_attention's backend
-/// selection.
+/// Used by cache_attention for the CUDA decode steps FlashAttention-2 does not take (fp32, head
+/// dims not a multiple of 8 or above 256): two batched GEMMs and a softmax for any T, without
+/// at::scaled_dot_product_attention's per-shape backend selection.
 /// \param q  [B, H_q, 1, D] fp32|bf16|fp16
 /// \param k  [B, H_kv, T, D] q's dtype and device; last dimension contiguous, any other strides
 /// \param v  [B, H_kv, T, D] same as k
@@ -86,24 +86,29 @@ void compact_tokens_(at::Tensor& x, at::Tensor const& index, bool check_index = 
 /// \throws c10::Error on mismatched shapes, dtypes or devices, S != 1, T == 0 or H_q % H_kv != 0.
 at::Tensor decode_attention(at::Tensor const& q, at::Tensor const& k, at::Tensor const& v);
 
-/// Attention of S new queries over T held keys whose last S are the queries' own tokens (a
-/// prefill chunk over a cache; FlashInfer's "prefill with KV cache", causal mask aligned to the
-/// bottom right): query i (0-based in the chunk) attends to keys j <= T - S + i,
+/// Attention of S new queries over T held keys whose last S are the queries' own tokens: a
+/// prefill chunk (S > 1) or a decode step (S == 1) over a cache (FlashInfer's "prefill / decode
+/// with KV cache"; causal mask aligned to the bottom right): query i (0-based in the chunk)
+/// attends to keys j <= T - S + i,
 ///   out[b, h, i] = softmax_j(q[b, h, i] . k[b, h / G, j] / sqrt(D)) . v[b, h / G, j],  G = H_q / H_kv.
-/// Routing: on CUDA in bf16 / fp16 with D % 8 == 0 and D <= 256, LibTorch's FlashAttention-2
-/// kernel (`at::_scaled_dot_product_flash_attention`, whose is_causal is bottom-right aligned, as
-/// in torch.nn.attention.bias.causal_lower_right), with grouped-query heads natively: no mask
-/// tensor, O(S * H_q) extra memory, and no per-shape preparation (at::scaled_dot_product_attention
-/// on CUDA measured 64-70 ms at every new key count on the H200, docs/BENCHMARKS.md); elsewhere
-/// (CPU, fp32, other head dims) at::scaled_dot_product_attention with a [S, T] boolean mask
-/// (none when S == 1) and enable_gqa. On CUDA, inputs whose pointer or outer strides are not
-/// 16-byte aligned are copied first (the kernels load 16-byte vectors).
+/// Routing:
+///  - CUDA, bf16 / fp16, D % 8 == 0, D <= 256: LibTorch's FlashAttention-2 kernel
+///    (`at::_scaled_dot_product_flash_attention`, whose is_causal is bottom-right aligned, as in
+///    torch.nn.attention.bias.causal_lower_right; grouped-query heads natively; for S == 1 its
+///    split-KV decode path): no mask tensor, O(S * H_q) extra memory, no per-shape preparation
+///    (at::scaled_dot_product_attention on CUDA measured 64-70 ms at every new key count on the
+///    H200, docs/BENCHMARKS.md);
+///  - other CUDA decode steps (fp32, other head dims): decode_attention;
+///  - otherwise (CPU; CUDA prefill chunks in fp32 or other head dims):
+///    at::scaled_dot_product_attention with a [S, T] boolean mask (none when S == 1) and enable_gqa.
+/// On CUDA, inputs whose pointer or outer strides are not 16-byte aligned are copied first (the
+/// kernels load 16-byte vectors).
 /// \param q  [B, H_q, S, D] fp32|bf16|fp16, last dimension contiguous
 /// \param k  [B, H_kv, T, D] q's dtype and device, T >= S; last dimension contiguous, any other strides
 /// \param v  [B, H_kv, T, D] same as k
 /// \returns  [B, H_q, S, D] q's dtype
 /// \throws c10::Error on mismatched shapes, dtypes or devices, T < S, or H_q % H_kv != 0.
-at::Tensor prefill_attention(at::Tensor const& q, at::Tensor const& k, at::Tensor const& v);
+at::Tensor cache_attention(at::Tensor const& q, at::Tensor const& k, at::Tensor const& v);
 
 /// True when this build of the library contains the CUDA kernels.
 bool cuda_kernels_available();

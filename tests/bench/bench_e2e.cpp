@@ -70,6 +70,7 @@ struct Args {
   std::vector<std::string> policies{"full", "mix", "origin", "quant"};
   std::vector<std::string> shrunk_policies{"mix"};
   int64_t decode_steps = 128, chunk = 2048, batch = 1, warmup_steps = 4;
+  int64_t repeats = 1;  // runs per row; the one with the shortest decode time is reported
   double budget_fraction = 0.25;
   std::string budget_mode = "bytes";
   int64_t window = 128;
@@ -463,6 +464,10 @@ int main(int argc, char** argv) {
   app.add_option("--chunk", a.chunk, "prefill chunk (tokens per forward)")->check(CLI::PositiveNumber);
   app.add_option("--batch", a.batch, "sequences per batch")->check(CLI::PositiveNumber);
   app.add_option("--warmup-steps", a.warmup_steps, "decode steps of the warm-up run (0: no warm-up)");
+  app.add_option("--repeats", a.repeats,
+                 "runs (prefill + decode) per row; the row reports the run with the shortest decode time (the "
+                 "decode steps are launch-bound, so host noise only ever adds time)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--budget-fraction", a.budget_fraction, "cache_size = fraction x context for the compressing policies")
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--budget-mode", a.budget_mode, "tokens or bytes")->check(CLI::IsMember({"tokens", "bytes"}));
@@ -540,8 +545,15 @@ int main(int argc, char** argv) {
         try {
           akcb::CacheConfig const cfg = cache_config(a, akcb::parse_policy(p), ctx);
           r.cache_size = p == "full" ? 0 : cfg.cache_size;
-          akcb::AnyCache cache(cfg, cache_shape(model, a.batch));
-          run_once(model, cache, ids, a.chunk, a.decode_steps, shrink, meter, &r);
+          for (int64_t rep = 0; rep < a.repeats; ++rep) {
+            RunResult t = r;
+            {
+              akcb::AnyCache cache(cfg, cache_shape(model, a.batch));
+              run_once(model, cache, ids, a.chunk, a.decode_steps, shrink, meter, &t);
+            }
+            meter.release_cached();
+            if (rep == 0 || t.decode_s < r.decode_s) r = t;
+          }
         } catch (c10::Error const& e) {
           r.error = e.what_without_backtrace();
         } catch (std::exception const& e) {
@@ -575,7 +587,8 @@ int main(int argc, char** argv) {
        << "; model L=" << c.n_layers << " hidden=" << c.hidden_size << " Hq=" << c.n_heads << " Hkv=" << c.n_heads_kv
        << " D=" << c.head_dim << " ffn=" << c.intermediate_size << " vocab=" << c.vocab_size
        << ", weights " << gib(model.weight_bytes()) << " " << U << " (allocated after init: " << gib(mem_weights.current)
-       << " " << U << "); prefill chunk " << a.chunk << ", " << a.decode_steps << " decode steps; budget " << a.budget_mode
+       << " " << U << "); prefill chunk " << a.chunk << ", " << a.decode_steps << " decode steps, best of " << a.repeats
+       << " run(s) per row; budget " << a.budget_mode
        << ", cache_size = " << a.budget_fraction << " x context, W = " << a.window << ", " << a.quant_dtype
        << "; memory: " << meter.kind() << "\n\n";
     md << "| context | policy | C | prefill s | decode tok/s | vs full | step ms (median) | peak " << U << " (run) | peak "
@@ -700,6 +713,7 @@ int main(int argc, char** argv) {
                   {"ratio_scope", a.ratio_scope},
                   {"authors_tuned", a.authors_tuned},
                   {"warmup_steps", a.warmup_steps},
+                  {"repeats", a.repeats},
                   {"seed", a.seed}}},
                 {"memory_kind", meter.kind()},
                 {"rows", rows_j}};

@@ -1,7 +1,7 @@
 // ops::decode_attention (the CUDA decode path of AdaptiveCache::attend) against LibTorch's
 // scaled_dot_product_attention with enable_gqa on the CPU: GQA group sizes 1, 4 and 8, odd key
 // counts, batch > 1, keys as narrow views of a larger preallocated block, fp32 and bf16.
-// ops::prefill_attention (its CPU routing) against an fp64 reference written out here: explicit
+// ops::cache_attention (its CPU routing) against an fp64 reference written out here: explicit
 // bottom-right causal mask, K and V repeated per query group, softmax in fp64.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -75,9 +75,9 @@ struct PrefillCase {
   int64_t B, Hq, Hkv, S, T, D;
 };
 
-class PrefillAttention : public ::testing::TestWithParam<PrefillCase> {};
+class CacheAttention : public ::testing::TestWithParam<PrefillCase> {};
 
-TEST_P(PrefillAttention, MatchesFp64Reference) {
+TEST_P(CacheAttention, MatchesFp64Reference) {
   auto const c = GetParam();
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(11 + c.T + c.S);
   at::Tensor q = at::randn({c.B, c.S, c.Hq, c.D}, gen).transpose(1, 2);  // the models' layout: strided heads
@@ -85,7 +85,7 @@ TEST_P(PrefillAttention, MatchesFp64Reference) {
   at::Tensor vb = at::randn({c.B, c.Hkv, c.T + 5, c.D}, gen);
   at::Tensor k = kb.narrow(2, 0, c.T), v = vb.narrow(2, 0, c.T);
   at::Tensor const want = prefill_reference(q, k, v);
-  at::Tensor const got = akcb::ops::prefill_attention(q, k, v);
+  at::Tensor const got = akcb::ops::cache_attention(q, k, v);
   ASSERT_EQ(got.sizes(), want.sizes());
   EXPECT_EQ(got.scalar_type(), at::kFloat);
   EXPECT_LT((got.to(at::kDouble) - want).abs().max().item<double>(), 1e-5);
@@ -95,14 +95,14 @@ TEST_P(PrefillAttention, MatchesFp64Reference) {
     at::Tensor k2 = k.clone(), v2 = v.clone();
     k2.narrow(2, c.T - c.S + 1, 1).mul_(-3.0);
     v2.narrow(2, c.T - c.S + 1, 1).add_(5.0);
-    EXPECT_TRUE(at::equal(akcb::ops::prefill_attention(q, k2, v2).narrow(2, 0, 1), got.narrow(2, 0, 1)));
+    EXPECT_TRUE(at::equal(akcb::ops::cache_attention(q, k2, v2).narrow(2, 0, 1), got.narrow(2, 0, 1)));
     at::Tensor v3 = v.clone();
     v3.narrow(2, c.T - c.S, 1).add_(5.0);
-    EXPECT_FALSE(at::equal(akcb::ops::prefill_attention(q, k, v3).narrow(2, 0, 1), got.narrow(2, 0, 1)));
+    EXPECT_FALSE(at::equal(akcb::ops::cache_attention(q, k, v3).narrow(2, 0, 1), got.narrow(2, 0, 1)));
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, PrefillAttention,
+INSTANTIATE_TEST_SUITE_P(Shapes, CacheAttention,
                          ::testing::Values(PrefillCase{1, 4, 4, 1, 1, 64}, PrefillCase{2, 8, 2, 37, 37, 64},
                                            PrefillCase{2, 8, 2, 37, 101, 128}, PrefillCase{1, 32, 8, 5, 300, 128},
                                            PrefillCase{3, 4, 1, 17, 129, 256}, PrefillCase{1, 6, 3, 1, 50, 36}),
@@ -113,14 +113,14 @@ INSTANTIATE_TEST_SUITE_P(Shapes, PrefillAttention,
                                   "_D" + std::to_string(c.D);
                          });
 
-TEST(PrefillAttentionErrors, RejectsBadInput) {
+TEST(CacheAttentionErrors, RejectsBadInput) {
   at::Tensor q = at::randn({1, 4, 3, 8}), k = at::randn({1, 2, 5, 8}), v = at::randn({1, 2, 5, 8});
-  EXPECT_ERROR_HAS(akcb::ops::prefill_attention(at::randn({1, 4, 6, 8}), k, v), "T >= S");
-  EXPECT_ERROR_HAS(akcb::ops::prefill_attention(at::randn({1, 3, 3, 8}), k, v), "not a multiple");
-  EXPECT_ERROR_HAS(akcb::ops::prefill_attention(q, k.to(at::kHalf), v), "dtypes differ");
-  EXPECT_ERROR_HAS(akcb::ops::prefill_attention(q, at::randn({1, 2, 5, 4}), v), "D");
-  EXPECT_ERROR_HAS(akcb::ops::prefill_attention(q, at::randn({1, 2, 8, 5}).transpose(2, 3), v), "contiguous in D");
-  EXPECT_ERROR_HAS(akcb::ops::prefill_attention(q.to(at::kInt), k.to(at::kInt), v.to(at::kInt)), "fp32, bf16 or fp16");
+  EXPECT_ERROR_HAS(akcb::ops::cache_attention(at::randn({1, 4, 6, 8}), k, v), "T >= S");
+  EXPECT_ERROR_HAS(akcb::ops::cache_attention(at::randn({1, 3, 3, 8}), k, v), "not a multiple");
+  EXPECT_ERROR_HAS(akcb::ops::cache_attention(q, k.to(at::kHalf), v), "dtypes differ");
+  EXPECT_ERROR_HAS(akcb::ops::cache_attention(q, at::randn({1, 2, 5, 4}), v), "D");
+  EXPECT_ERROR_HAS(akcb::ops::cache_attention(q, at::randn({1, 2, 8, 5}).transpose(2, 3), v), "contiguous in D");
+  EXPECT_ERROR_HAS(akcb::ops::cache_attention(q.to(at::kInt), k.to(at::kInt), v.to(at::kInt)), "fp32, bf16 or fp16");
 }
 
 TEST(DecodeAttentionErrors, RejectsBadInput) {

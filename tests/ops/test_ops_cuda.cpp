@@ -451,10 +451,10 @@ TEST(DecodeAttentionCuda, MatchesCpuSdpa) {
   }
 }
 
-// prefill_attention on CUDA against the CPU's result in fp32 on the same (rounded) inputs: bf16 and
+// cache_attention on CUDA against the CPU's result in fp32 on the same (rounded) inputs: bf16 and
 // fp16 go through FlashAttention-2 (bottom-right causal, GQA native), fp32 and D = 36 through the
 // masked SDPA fallback. Strided queries (the models' layout) and keys as views of a larger block.
-TEST(PrefillAttentionCuda, MatchesCpu) {
+TEST(CacheAttentionCuda, MatchesCpu) {
   AKCB_SKIP_WITHOUT_CUDA();
   struct C {
     int64_t B, Hq, Hkv, S, T, D;
@@ -466,9 +466,9 @@ TEST(PrefillAttentionCuda, MatchesCpu) {
       at::Tensor q = at::randn({c.B, c.S, c.Hq, c.D}, gen).to(dt).transpose(1, 2);
       at::Tensor kb = (at::randn({c.B, c.Hkv, c.T + 9, c.D}, gen) * 2.0).to(dt);
       at::Tensor vb = at::randn({c.B, c.Hkv, c.T + 9, c.D}, gen).to(dt);
-      at::Tensor got = akcb::ops::prefill_attention(q.to(cuda_dev()), kb.to(cuda_dev()).narrow(2, 0, c.T),
+      at::Tensor got = akcb::ops::cache_attention(q.to(cuda_dev()), kb.to(cuda_dev()).narrow(2, 0, c.T),
                                                     vb.to(cuda_dev()).narrow(2, 0, c.T));
-      at::Tensor want = akcb::ops::prefill_attention(q.to(at::kFloat), kb.narrow(2, 0, c.T).to(at::kFloat),
+      at::Tensor want = akcb::ops::cache_attention(q.to(at::kFloat), kb.narrow(2, 0, c.T).to(at::kFloat),
                                                      vb.narrow(2, 0, c.T).to(at::kFloat));
       ASSERT_EQ(got.scalar_type(), dt);
       ASSERT_EQ(got.sizes(), want.sizes());
@@ -482,14 +482,14 @@ TEST(PrefillAttentionCuda, MatchesCpu) {
     at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(3);
     at::Tensor wide = at::randn({1, 8, 40, 65}, gen).to(dt);
     at::Tensor k = at::randn({1, 2, 90, 64}, gen).to(dt), v = at::randn({1, 2, 90, 64}, gen).to(dt);
-    at::Tensor want = akcb::ops::prefill_attention(wide.narrow(3, 1, 64).to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat));
+    at::Tensor want = akcb::ops::cache_attention(wide.narrow(3, 1, 64).to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat));
     at::Tensor wide_cuda = wide.to(cuda_dev());
-    at::Tensor got = akcb::ops::prefill_attention(wide_cuda.narrow(3, 1, 64), k.to(cuda_dev()), v.to(cuda_dev()));
+    at::Tensor got = akcb::ops::cache_attention(wide_cuda.narrow(3, 1, 64), k.to(cuda_dev()), v.to(cuda_dev()));
     EXPECT_LT((got.cpu().to(at::kFloat) - want).abs().max().item<double>(), dt == at::kFloat ? 1e-4 : 3e-2) << dt;
   }
 }
 
-// The cache on CUDA (kernels, decode_attention, prefill_attention) against the cache on the CPU
+// The cache on CUDA (kernels, decode_attention, cache_attention) against the cache on the CPU
 // (references + SDPA) over two prefill chunks and 40 decode steps: `window` compresses by position
 // only, so both devices keep the same tokens and the outputs must agree to the rounding of the
 // dtype; `full` likewise. In bf16 the CPU runs fp32 on the same rounded inputs (neither policy

@@ -99,12 +99,11 @@ class AdaptiveCache {
     MaterializedKV m = lc.materialize();
     int64_t const S = q.size(2);
     // materialize() is hole-free and every held key precedes the new chunk, which sits in its last
-    // S columns: causal attention aligned to the bottom right, the same for every head. A decode
-    // step on CUDA: two batched GEMMs and a softmax (ops::decode_attention); a prefill chunk:
-    // ops::prefill_attention (FlashAttention-2 on CUDA in bf16/fp16). Neither goes through
-    // at::scaled_dot_product_attention's per-shape backend preparation on CUDA, which measured
-    // tens of milliseconds per new key count on the H200 (docs/BENCHMARKS.md, "End to end").
-    at::Tensor out = (S == 1 && q.is_cuda()) ? ops::decode_attention(q, m.k, m.v) : ops::prefill_attention(q, m.k, m.v);
+    // S columns: causal attention aligned to the bottom right, the same for every head
+    // (ops::cache_attention: FlashAttention-2 on CUDA in bf16/fp16, for prefill chunks and decode
+    // steps alike; it never goes through at::scaled_dot_product_attention's per-shape backend
+    // preparation on CUDA, which measured tens of milliseconds per new key count on the H200).
+    at::Tensor out = ops::cache_attention(q, m.k, m.v);
     if (compresses_()) {
       at::Tensor qpos = at::arange(start_pos, start_pos + S, at::TensorOptions().dtype(at::kLong).device(q.device()));
       score_(layer, m, q, qpos);
