@@ -103,6 +103,49 @@ at::Tensor cache_attention(at::Tensor const& q, at::Tensor const& k, at::Tensor 
   return at::scaled_dot_product_attention(qa, ka, va, mask, 0.0, /*is_causal=*/false, std::nullopt, /*enable_gqa=*/true);
 }
 
+DenseKV gather_held_tokens(HeldBlocks const& b, at::Tensor const& cols) {
+  ShapeEnv env;
+  env.check(b.k_orig, {"B", "H_kv", "cap_o", "D"}, "k_orig")
+      .check(b.v_orig, {"B", "H_kv", "cap_o", "D"}, "v_orig")
+      .check(b.pos_orig, {"B", "H_kv", "cap_o"}, "pos_orig")
+      .check(b.k_quant, {"B", "H_kv", "cap_q", "D"}, "k_quant")
+      .check(b.v_quant, {"B", "H_kv", "cap_q", "D"}, "v_quant")
+      .check(b.k_scale, {"B", "H_kv", "cap_q"}, "k_scale")
+      .check(b.v_scale, {"B", "H_kv", "cap_q"}, "v_scale")
+      .check(b.pos_quant, {"B", "H_kv", "cap_q"}, "pos_quant");
+  AKCB_CHECK(is_float_type(b.k_orig.scalar_type()) && b.v_orig.scalar_type() == b.k_orig.scalar_type(),
+             "gather_held_tokens: k_orig / v_orig must share an fp32, bf16 or fp16 dtype, got ", b.k_orig.scalar_type(),
+             ", ", b.v_orig.scalar_type());
+  AKCB_CHECK(is_quant_type(b.k_quant.scalar_type()) && b.v_quant.scalar_type() == b.k_quant.scalar_type(),
+             "gather_held_tokens: k_quant / v_quant must share float8_e4m3fn or int8, got ", b.k_quant.scalar_type(),
+             ", ", b.v_quant.scalar_type());
+  AKCB_CHECK(b.k_scale.scalar_type() == at::kFloat && b.v_scale.scalar_type() == at::kFloat,
+             "gather_held_tokens: scales must be fp32");
+  AKCB_CHECK(b.pos_orig.scalar_type() == at::kInt && b.pos_quant.scalar_type() == at::kInt,
+             "gather_held_tokens: positions must be int32");
+  AKCB_CHECK(b.used_orig >= 0 && b.used_orig <= env["cap_o"] && b.used_quant >= 0 && b.used_quant <= env["cap_q"],
+             "gather_held_tokens: used slots (", b.used_quant, " quantized, ", b.used_orig,
+             " original) beyond the capacities (", env["cap_q"], ", ", env["cap_o"], ")");
+  for (at::Tensor const* t : {&b.k_orig, &b.v_orig, &b.pos_orig, &b.k_quant, &b.v_quant, &b.k_scale, &b.v_scale,
+                              &b.pos_quant}) {
+    AKCB_CHECK(t->is_contiguous(), "gather_held_tokens: the blocks must be contiguous");
+    check_same_device(b.k_orig, "k_orig", *t, "a block tensor");
+  }
+  if (cols.defined()) {
+    env.check(cols, {"B", "H_kv", "T"}, "cols");
+    AKCB_CHECK(cols.scalar_type() == at::kLong, "gather_held_tokens: cols must be int64, got ", cols.scalar_type());
+    check_same_device(b.k_orig, "k_orig", cols, "cols");
+  }
+  if (b.k_orig.is_cuda()) {
+#ifdef AKCB_WITH_CUDA
+    return cuda::gather_held_tokens(b, cols.defined() ? cols.contiguous() : cols);
+#else
+    AKCB_REQUIRE_CUDA("gather_held_tokens");
+#endif
+  }
+  return cpu::gather_held_tokens(b, cols);
+}
+
 QuantizedTokens quantize_per_token(at::Tensor const& x, QuantDtype q) {
   AKCB_CHECK(x.defined() && x.dim() >= 1, "quantize_per_token: x must have at least 1 dimension");
   AKCB_CHECK(is_float_type(x.scalar_type()), "quantize_per_token: x must be fp32, bf16 or fp16, got ",

@@ -70,6 +70,37 @@ void quantize_gather_into_(at::Tensor const& src, at::Tensor const& index, at::T
 /// \note with check_index the CUDA path synchronizes once to read the validation result.
 void compact_tokens_(at::Tensor& x, at::Tensor const& index, bool check_index = true);
 
+/// A layer's two storage blocks (detail::LayerCache's tensors), read by gather_held_tokens.
+struct HeldBlocks {
+  at::Tensor k_orig, v_orig;       ///< [B, H_kv, cap_o, D] fp32|bf16|fp16, contiguous
+  at::Tensor pos_orig;             ///< [B, H_kv, cap_o] int32, contiguous
+  at::Tensor k_quant, v_quant;     ///< [B, H_kv, cap_q, D] float8_e4m3fn|int8, contiguous
+  at::Tensor k_scale, v_scale;     ///< [B, H_kv, cap_q] fp32, contiguous
+  at::Tensor pos_quant;            ///< [B, H_kv, cap_q] int32, contiguous
+  int64_t used_orig = 0;           ///< slots [0, used_orig) of the Original block in use
+  int64_t used_quant = 0;          ///< slots [0, used_quant) of the Quantized block in use
+};
+
+/// Dense keys, values and positions of held tokens.
+struct DenseKV {
+  at::Tensor k, v;  ///< [B, H_kv, T, D] the Original block's dtype, contiguous
+  at::Tensor pos;   ///< [B, H_kv, T] int32, contiguous
+};
+
+/// The materialization of AdaptiveCache's held tokens in one pass: output column j of head (b, h)
+/// is combined slot s = cols[b, h, j] (Quantized slots [0, used_quant) first, then Original slots
+/// used_quant + [0, used_orig)), or s = j when `cols` is undefined (then T = used_quant +
+/// used_orig). A Quantized slot is dequantized (q * scale in fp32, rounded to the model dtype, as
+/// dequantize_per_token), an Original one copied; its position comes along.
+/// CPU: dequantize_per_token + at::cat + gather (the reference). CUDA: one kernel for K, V and
+/// positions (a decode step of a compressed layer then costs one launch here instead of ~15).
+/// \param b     the blocks (shapes above; dtypes and devices checked)
+/// \param cols  [B, H_kv, T] int64 combined slots in [0, used_quant + used_orig), or undefined;
+///              not range-checked (a device sync): callers build it from the blocks' positions
+/// \returns     k, v [B, H_kv, T, D], pos [B, H_kv, T]
+/// \throws c10::Error on mismatched shapes, dtypes or devices, or used_* beyond the capacities.
+DenseKV gather_held_tokens(HeldBlocks const& b, at::Tensor const& cols);
+
 /// Attention of one new query per sequence (a decode step) over held keys, with grouped-query
 /// heads handled by a reshape instead of repeating K and V:
 ///   out[b, h, 0] = softmax(q[b, h, 0] . k[b, h / G, t] / sqrt(D) over t) . v[b, h / G, t],  G = H_q / H_kv.

@@ -78,6 +78,8 @@ void LayerCache::reset() {
   pos_quant_ = at::empty({B_, H_, 0}, opts.dtype(at::kInt));
   cap_o_ = cap_q_ = used_o_ = used_q_ = n_processed_ = n_held_ = last_append_len_ = 0;
   has_holes_ = false;
+  cols_valid_ = false;
+  cols_ = at::Tensor();
   max_head_payload_bytes_ = 0;
 }
 
@@ -133,31 +135,40 @@ void LayerCache::append(at::Tensor const& k, at::Tensor const& v) {
 
 MaterializedKV LayerCache::materialize() const {
   MaterializedKV m;
-  at::Tensor ko = k_orig_.narrow(2, 0, used_o_), vo = v_orig_.narrow(2, 0, used_o_);
-  at::Tensor po = pos_orig_.narrow(2, 0, used_o_);
-  if (used_q_ == 0) {
-    m.k = ko;
-    m.v = vo;
-    m.pos = po;
-  } else {
-    at::Tensor kq = ops::dequantize_per_token(k_quant_.narrow(2, 0, used_q_), k_scale_.narrow(2, 0, used_q_), dtype_);
-    at::Tensor vq = ops::dequantize_per_token(v_quant_.narrow(2, 0, used_q_), v_scale_.narrow(2, 0, used_q_), dtype_);
-    m.k = at::cat({kq, ko}, 2);
-    m.v = at::cat({vq, vo}, 2);
-    m.pos = at::cat({pos_quant_.narrow(2, 0, used_q_), po}, 2);
-    m.n_quant_cols = used_q_;
+  if (used_q_ == 0 && !has_holes_) {  // the Original block as it is: views, no copy
+    m.k = k_orig_.narrow(2, 0, used_o_);
+    m.v = v_orig_.narrow(2, 0, used_o_);
+    m.pos = pos_orig_.narrow(2, 0, used_o_);
+    return m;
   }
-  if (has_holes_) {
-    // Squeeze the holes out: per head, its n_held valid columns in slot order. Attention then
-    // needs no per-head mask (a [B, H_q, S, T] mask would cost more than the keys themselves).
-    at::Tensor hole = (m.pos < 0).to(at::kByte);
-    m.cols = std::get<1>(hole.sort(/*stable=*/true, -1, false)).narrow(2, 0, n_held_).contiguous();  // [B, H, T]
-    at::Tensor idx = m.cols.unsqueeze(-1).expand({-1, -1, -1, D_});
-    m.k = m.k.gather(2, idx);
-    m.v = m.v.gather(2, idx);
-    m.pos = m.pos.gather(2, m.cols);
-  }
+  // Holes are squeezed out: per head, its n_held valid columns in slot order. Attention then needs
+  // no per-head mask (a [B, H_q, S, T] mask would cost more than the keys themselves).
+  if (has_holes_) m.cols = held_columns_();
+  ops::HeldBlocks const blocks{k_orig_, v_orig_, pos_orig_, k_quant_, v_quant_, k_scale_, v_scale_, pos_quant_,
+                               used_o_, used_q_};
+  ops::DenseKV d = ops::gather_held_tokens(blocks, m.cols);
+  m.k = std::move(d.k);
+  m.v = std::move(d.v);
+  m.pos = std::move(d.pos);
+  m.n_quant_cols = used_q_;
   return m;
+}
+
+at::Tensor LayerCache::held_columns_() const {
+  if (!cols_valid_) {
+    // Once per compression: a stable sort of the hole flags of every used slot.
+    at::Tensor hole = (held_positions() < 0).to(at::kByte);                                    // [B, H, Uq + Uo]
+    cols_ = std::get<1>(hole.sort(/*stable=*/true, -1, false)).narrow(2, 0, n_held_).contiguous();  // [B, H, n_held]
+    cols_held_ = n_held_;
+    cols_next_slot_ = used_q_ + used_o_;
+    cols_valid_ = true;
+  }
+  if (n_held_ == cols_held_) return cols_;
+  // Tokens appended since then took the Original slots after the ones of that moment, in every
+  // head: combined slots cols_next_slot_, cols_next_slot_ + 1, ...
+  int64_t const extra = n_held_ - cols_held_;
+  at::Tensor tail = at::arange(cols_next_slot_, cols_next_slot_ + extra, cols_.options()).expand({B_, H_, extra});
+  return at::cat({cols_, tail}, 2);
 }
 
 at::Tensor LayerCache::held_positions() const {
@@ -182,6 +193,8 @@ void LayerCache::compress(at::Tensor const& order, at::Tensor const& scores, int
   AKCB_ASSERT(scores.sizes() == order.sizes(), "scores ", scores.sizes(), " vs order ", order.sizes());
   keep = std::clamp<int64_t>(keep, 0, P);
   int64_t const Uq = used_q_, Uo = used_o_;
+  cols_valid_ = false;  // slots move: the hole-squeezing column map is rebuilt on the next materialize()
+  cols_ = at::Tensor();
 
   // Rank the past; `kept` are combined column indices in rank order (best first).
   at::Tensor top = std::get<1>(scores.topk(keep, -1, /*largest=*/true, /*sorted=*/true));   // [B, H, keep]

@@ -60,4 +60,22 @@ void compact_tokens_(at::Tensor& x, at::Tensor const& index) {
   flat.narrow(2, 0, K).copy_(kept);
 }
 
+ops::DenseKV gather_held_tokens(ops::HeldBlocks const& b, at::Tensor const& cols) {
+  c10::ScalarType const dt = b.k_orig.scalar_type();
+  int64_t const Uq = b.used_quant, Uo = b.used_orig;
+  at::Tensor kq = dequantize_per_token(b.k_quant.narrow(2, 0, Uq), b.k_scale.narrow(2, 0, Uq), dt);
+  at::Tensor vq = dequantize_per_token(b.v_quant.narrow(2, 0, Uq), b.v_scale.narrow(2, 0, Uq), dt);
+  ops::DenseKV d;
+  d.k = at::cat({kq, b.k_orig.narrow(2, 0, Uo)}, 2);          // [B, H, Uq + Uo, D], combined slots
+  d.v = at::cat({vq, b.v_orig.narrow(2, 0, Uo)}, 2);
+  d.pos = at::cat({b.pos_quant.narrow(2, 0, Uq), b.pos_orig.narrow(2, 0, Uo)}, 2);
+  if (cols.defined()) {
+    at::Tensor idx = cols.unsqueeze(-1).expand({-1, -1, -1, d.k.size(3)});
+    d.k = d.k.gather(2, idx);
+    d.v = d.v.gather(2, idx);
+    d.pos = d.pos.gather(2, cols);
+  }
+  return {d.k.contiguous(), d.v.contiguous(), d.pos.contiguous()};
+}
+
 }  // namespace akcb::cpu

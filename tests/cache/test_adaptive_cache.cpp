@@ -119,6 +119,45 @@ TEST_F(AdaptiveCacheTest, GqaStorageHoldsKvHeadsOnly) {
   EXPECT_EQ(cache.materialize(0).k.size(1), 2);
 }
 
+// materialize() keeps the hole-squeezing column map from one compression to the next and extends
+// it by the appended tokens; at every step it must equal the map rebuilt from scratch (a stable
+// sort of the hole flags of all used slots), and the dense tensors the blocks gathered through it.
+TEST_F(AdaptiveCacheTest, MaterializeWithCachedColumnsEqualsFreshGather) {
+  for (PolicyKind p : {PolicyKind::kMix, PolicyKind::kOrigin, PolicyKind::kQuant}) {
+    // Four layers: those below the running max OQ score get ratios < 1 and quantize, and their
+    // decode compressions leave heads with different Original / Quantized splits (holes).
+    int64_t const L = 4;
+    AnyCache cache(test::small_config(p, 24, 4), shape(L, 2, 3, 16));
+    int64_t pos = 0, holes_seen = 0;
+    for (int step = 0; step < 60; ++step) {
+      int64_t const S = step == 0 ? 40 : 1;
+      for (int64_t l = 0; l < L; ++l)
+        cache.attend(l, at::randn({2, 6, S, 16}), at::randn({2, 3, S, 16}), at::randn({2, 3, S, 16}), pos);
+      cache.commit();
+      pos += S;
+      for (int64_t l = 0; l < L; ++l) {
+        auto const& lc = cache.layer(l);
+        MaterializedKV const m = cache.materialize(l);
+        at::Tensor const slot_pos = lc.held_positions();                             // [B, H, Uq + Uo]
+        at::Tensor cols;
+        if (lc.has_holes()) {
+          ++holes_seen;
+          cols = std::get<1>((slot_pos < 0).to(at::kByte).sort(true, -1, false)).narrow(2, 0, lc.n_held());
+          ASSERT_TRUE(m.cols.defined());
+          ASSERT_TRUE(at::equal(m.cols, cols)) << to_string(p) << " step " << step << " layer " << l;
+        }
+        ops::HeldBlocks const b{lc.k_orig(),  lc.v_orig(),  lc.pos_orig(),  lc.k_quant(), lc.v_quant(),
+                                lc.k_scale(), lc.v_scale(), lc.pos_quant(), lc.used_orig(), lc.used_quant()};
+        ops::DenseKV const want = ops::gather_held_tokens(b, cols);
+        ASSERT_TRUE(at::equal(m.k, want.k) && at::equal(m.v, want.v) && at::equal(m.pos, want.pos))
+            << to_string(p) << " step " << step << " layer " << l;
+        ASSERT_TRUE((m.pos >= 0).all().item<bool>()) << "a hole reached the dense view";
+      }
+    }
+    if (p == PolicyKind::kMix) EXPECT_GT(holes_seen, 0) << "the scenario never produced holes";
+  }
+}
+
 TEST_F(AdaptiveCacheTest, LowerLevelApiMatchesAttend) {
   CacheConfig cfg = test::small_config(PolicyKind::kMix, 24, 4);
   AdaptiveCache<policy::Mix> a(cfg, shape(1)), b(cfg, shape(1));

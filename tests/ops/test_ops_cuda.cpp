@@ -426,6 +426,67 @@ TEST(CompactCuda, RejectsUnsortedIndex) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// gather_held_tokens (the materialization of a compressed layer) on CUDA against the CPU
+// reference: random blocks with spare capacity, holes (-1 positions), fp8 and int8, three model
+// dtypes, head dims with 16-byte vectors and without (36, 20), with and without a column map.
+TEST(GatherHeldCuda, MatchesCpuBitForBit) {
+  AKCB_SKIP_WITHOUT_CUDA();
+  struct C {
+    int64_t B, H, cap_o, used_o, cap_q, used_q, D;
+  };
+  std::mt19937_64 rng(17);
+  for (C c : {C{1, 8, 700, 613, 900, 811, 128}, C{2, 3, 50, 37, 64, 0, 64}, C{2, 2, 40, 0, 33, 29, 256},
+              C{1, 4, 90, 77, 70, 61, 36}, C{3, 1, 20, 9, 20, 11, 20}}) {
+    for (auto dt : {at::kBFloat16, at::kHalf, at::kFloat}) {
+      for (auto qt : {at::kFloat8_e4m3fn, at::kChar}) {
+        at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(c.used_o * 7 + c.D);
+        akcb::ops::HeldBlocks b;
+        b.k_orig = at::randn({c.B, c.H, c.cap_o, c.D}, gen).to(dt);
+        b.v_orig = at::randn({c.B, c.H, c.cap_o, c.D}, gen).to(dt);
+        b.pos_orig = at::randint(-1, 5000, {c.B, c.H, c.cap_o}, gen, at::TensorOptions().dtype(at::kInt));
+        b.k_quant = at::randint(0, 256, {c.B, c.H, c.cap_q, c.D}, gen, at::TensorOptions().dtype(at::kByte)).view(qt);
+        b.v_quant = at::randint(0, 256, {c.B, c.H, c.cap_q, c.D}, gen, at::TensorOptions().dtype(at::kByte)).view(qt);
+        if (qt == at::kFloat8_e4m3fn) {  // no NaN codes (0x7f, 0xff): the CPU and CUDA NaN payloads may differ
+          b.k_quant.view(at::kByte).bitwise_and_(0xfe);
+          b.v_quant.view(at::kByte).bitwise_and_(0xfe);
+        }
+        b.k_scale = at::rand({c.B, c.H, c.cap_q}, gen) * 0.01;
+        b.v_scale = at::rand({c.B, c.H, c.cap_q}, gen) * 0.01;
+        b.pos_quant = at::randint(-1, 5000, {c.B, c.H, c.cap_q}, gen, at::TensorOptions().dtype(at::kInt));
+        b.used_orig = c.used_o;
+        b.used_quant = c.used_q;
+        int64_t const U = c.used_q + c.used_o;
+        // A column map: per head a random sorted subset of the used slots (as the hole squeeze makes).
+        int64_t const T = U * 3 / 4;
+        at::Tensor cols = at::empty({c.B, c.H, T}, at::TensorOptions().dtype(at::kLong));
+        std::vector<int64_t> all(U);
+        for (int64_t bh = 0; bh < c.B * c.H; ++bh) {
+          std::iota(all.begin(), all.end(), 0);
+          std::shuffle(all.begin(), all.end(), rng);
+          std::sort(all.begin(), all.begin() + T);
+          std::copy(all.begin(), all.begin() + T, cols.view({-1, T})[bh].data_ptr<int64_t>());
+        }
+        akcb::ops::HeldBlocks g = b;
+        for (at::Tensor* t : {&g.k_orig, &g.v_orig, &g.pos_orig, &g.k_quant, &g.v_quant, &g.k_scale, &g.v_scale,
+                              &g.pos_quant})
+          *t = t->to(cuda_dev());
+        for (bool with_cols : {false, true}) {
+          akcb::ops::DenseKV const want = akcb::ops::gather_held_tokens(b, with_cols ? cols : at::Tensor());
+          akcb::ops::DenseKV const got = akcb::ops::gather_held_tokens(g, with_cols ? cols.to(cuda_dev()) : at::Tensor());
+          std::string const what = "D " + std::to_string(c.D) + " used " + std::to_string(c.used_q) + "+" +
+                                   std::to_string(c.used_o) + (with_cols ? " cols " : " ") + c10::toString(dt) + " " +
+                                   c10::toString(qt);
+          ASSERT_EQ(got.k.sizes(), want.k.sizes()) << what;
+          EXPECT_TRUE(bits_equal(got.k.cpu(), want.k, "k " + what));
+          EXPECT_TRUE(bits_equal(got.v.cpu(), want.v, "v " + what));
+          EXPECT_TRUE(bits_equal(got.pos.cpu(), want.pos, "pos " + what));
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // decode_attention on CUDA (the decode path of AdaptiveCache::attend there) against the CPU's
 // scaled_dot_product_attention in fp32 on the same (rounded) inputs.
 TEST(DecodeAttentionCuda, MatchesCpuSdpa) {
