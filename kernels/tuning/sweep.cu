@@ -26,21 +26,15 @@
 #include <vector>
 
 #include "../quant.cuh"
+#include "sweep_common.cuh"
 
 using namespace akcb::kernels;
+using namespace akcb;
 
-#define CK(x)                                                                                  \
-  do {                                                                                         \
-    cudaError_t e_ = (x);                                                                      \
-    if (e_ != cudaSuccess) {                                                                   \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                            \
-    }                                                                                          \
-  } while (0)
 
 namespace {
 
-constexpr int kReps = 20, kBatches = 15;
+using tuning::time_ms;
 int g_sm = 132;
 
 // Sweep wrappers with their own launch bounds.
@@ -53,28 +47,6 @@ __global__ void __launch_bounds__(kQuantThreads, kMinCtas) sweep_dequant(Dequant
   detail::dequantize_per_token_body<__nv_bfloat16, Fp8E4M3, 8, kIters, kRows>(p);
 }
 
-double time_ms(std::function<void()> const& f) {
-  cudaEvent_t a, b;
-  CK(cudaEventCreate(&a));
-  CK(cudaEventCreate(&b));
-  for (int i = 0; i < 3; ++i) f();
-  CK(cudaDeviceSynchronize());
-  std::vector<double> ms;
-  for (int t = 0; t < kBatches; ++t) {
-    CK(cudaEventRecord(a));
-    for (int r = 0; r < kReps; ++r) f();
-    CK(cudaEventRecord(b));
-    CK(cudaEventSynchronize(b));
-    float x = 0;
-    CK(cudaEventElapsedTime(&x, a, b));
-    ms.push_back(x / kReps);
-  }
-  CK(cudaGetLastError());
-  std::sort(ms.begin(), ms.end());
-  CK(cudaEventDestroy(a));
-  CK(cudaEventDestroy(b));
-  return ms[ms.size() / 2];
-}
 
 /// GB/s of cudaMemcpyAsync moving `bytes` in total (bytes / 2 read, bytes / 2 written).
 double copy_gbps(int64_t bytes) {

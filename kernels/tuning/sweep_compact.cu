@@ -22,17 +22,11 @@
 #include <vector>
 
 #include "../compact.cuh"
+#include "sweep_common.cuh"
 
 using namespace akcb::kernels;
+using namespace akcb;
 
-#define CK(x)                                                                                  \
-  do {                                                                                         \
-    cudaError_t e_ = (x);                                                                      \
-    if (e_ != cudaSuccess) {                                                                   \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                            \
-    }                                                                                          \
-  } while (0)
 
 namespace {
 
@@ -132,31 +126,9 @@ __global__ void __launch_bounds__(kThreads, 1) compact_tokens_cluster_kernel(Com
 }
 
 
-constexpr int kReps = 20, kBatches = 15;
+using tuning::time_ms;
 constexpr int64_t kHeads = 8, kRowBytes = 256;
 
-double time_ms(std::function<void()> const& f) {
-  cudaEvent_t a, b;
-  CK(cudaEventCreate(&a));
-  CK(cudaEventCreate(&b));
-  for (int i = 0; i < 3; ++i) f();
-  CK(cudaDeviceSynchronize());
-  std::vector<double> ms;
-  for (int t = 0; t < kBatches; ++t) {
-    CK(cudaEventRecord(a));
-    for (int r = 0; r < kReps; ++r) f();
-    CK(cudaEventRecord(b));
-    CK(cudaEventSynchronize(b));
-    float x = 0;
-    CK(cudaEventElapsedTime(&x, a, b));
-    ms.push_back(x / kReps);
-  }
-  CK(cudaGetLastError());
-  std::sort(ms.begin(), ms.end());
-  CK(cudaEventDestroy(a));
-  CK(cudaEventDestroy(b));
-  return ms[ms.size() / 2];
-}
 
 struct Problem {
   int64_t T, K;
@@ -219,10 +191,28 @@ std::function<void()> ticket_variant(Problem const& pr) {
   };
 }
 
-template <int kThreads, int kVecs>
-std::function<void()> cluster_variant(Problem const& pr, int cluster) {
-  auto kernel = compact_tokens_cluster_kernel<16, kThreads, kVecs>;
-  int const smem = 2 * kThreads * kVecs * 4;
+/// A launch of `kernel` with clusters of p.cluster_size CTAs along x, one row of clusters per bh.
+template <typename K>
+void launch_clusters(K kernel, CompactParams const& p, int threads, int smem) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(static_cast<unsigned>(p.cluster_size), static_cast<unsigned>(p.n_bh), 1);
+  cfg.blockDim = dim3(threads, 1, 1);
+  cfg.dynamicSmemBytes = smem;
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = static_cast<unsigned>(p.cluster_size);
+  attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  CK(cudaLaunchKernelEx(&cfg, kernel, p));
+}
+
+/// A cluster candidate at the benchmark's shape: `kernel` with `n_buffers` code buffers of
+/// kThreads * kVecs int32 in dynamic shared memory, clusters of `cluster` CTAs (fewer for short heads).
+template <int kThreads, int kVecs, typename K>
+std::function<void()> cluster_candidate(Problem const& pr, K kernel, int n_buffers, int cluster) {
+  int const smem = n_buffers * kThreads * kVecs * 4;
   CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
   CompactParams p = base_params(pr);
@@ -230,20 +220,11 @@ std::function<void()> cluster_variant(Problem const& pr, int cluster) {
   p.chunks_per_bh = ceil_div<int64_t>(p.K, p.rows_per_chunk);
   p.cluster_size = std::min<int64_t>(cluster, p.chunks_per_bh);
   p.vecs_per_row_div = FastDivmod(kRowBytes / 16);
-  return [p, kernel, smem] {
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(static_cast<unsigned>(p.cluster_size), static_cast<unsigned>(p.n_bh), 1);
-    cfg.blockDim = dim3(kThreads, 1, 1);
-    cfg.dynamicSmemBytes = smem;
-    cudaLaunchAttribute attr{};
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = static_cast<unsigned>(p.cluster_size);
-    attr.val.clusterDim.y = 1;
-    attr.val.clusterDim.z = 1;
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
-    CK(cudaLaunchKernelEx(&cfg, kernel, p));
-  };
+  return [p, kernel, smem] { launch_clusters(kernel, p, kThreads, smem); };
+}
+template <int kThreads, int kVecs>
+std::function<void()> cluster_variant(Problem const& pr, int cluster) {
+  return cluster_candidate<kThreads, kVecs>(pr, compact_tokens_cluster_kernel<16, kThreads, kVecs>, 2, cluster);
 }
 
 // Candidate: the cluster scheme, software-pipelined by one round. Round r + 1's rows are read
@@ -340,31 +321,10 @@ __global__ void __launch_bounds__(kThreads, 1) cluster_pipelined_kernel(CompactP
   }
 }
 
+
 template <int kThreads, int kVecs>
 std::function<void()> pipelined_variant(Problem const& pr, int cluster) {
-  auto kernel = cluster_pipelined_kernel<16, kThreads, kVecs>;
-  int const smem = 3 * kThreads * kVecs * 4;
-  CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
-  CompactParams p = base_params(pr);
-  p.rows_per_chunk = int64_t{kThreads} * kVecs * 16 / kRowBytes;
-  p.chunks_per_bh = ceil_div<int64_t>(p.K, p.rows_per_chunk);
-  p.cluster_size = std::min<int64_t>(cluster, p.chunks_per_bh);
-  p.vecs_per_row_div = FastDivmod(kRowBytes / 16);
-  return [p, kernel, smem] {
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(static_cast<unsigned>(p.cluster_size), static_cast<unsigned>(p.n_bh), 1);
-    cfg.blockDim = dim3(kThreads, 1, 1);
-    cfg.dynamicSmemBytes = smem;
-    cudaLaunchAttribute attr{};
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = static_cast<unsigned>(p.cluster_size);
-    attr.val.clusterDim.y = 1;
-    attr.val.clusterDim.z = 1;
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
-    CK(cudaLaunchKernelEx(&cfg, kernel, p));
-  };
+  return cluster_candidate<kThreads, kVecs>(pr, cluster_pipelined_kernel<16, kThreads, kVecs>, 3, cluster);
 }
 
 bool check(Problem const& pr, std::function<void()> const& f) {
