@@ -89,15 +89,15 @@ at::Tensor cache_attention(at::Tensor const& q, at::Tensor const& k, at::Tensor 
   auto aligned_copy = [&](at::Tensor const& t) {
     return !t.is_cuda() || aligned16(t) ? t : at::empty_like(t, at::MemoryFormat::Contiguous).copy_(t);
   };
-  at::Tensor const qa = aligned_copy(q), ka = aligned_copy(k), va = aligned_copy(v);
   bool const flash = q.is_cuda() && (q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf) &&
                      D % 8 == 0 && D <= 256;
+  if (S == 1 && q.is_cuda() && !flash) return decode_attention(q, k, v);  // GEMMs: any alignment
+  at::Tensor const qa = aligned_copy(q), ka = aligned_copy(k), va = aligned_copy(v);
   if (flash) {
     // is_causal = true is bottom-right aligned for this op (S <= T): exactly j <= T - S + i.
     return std::get<0>(at::_scaled_dot_product_flash_attention(qa, ka, va, /*dropout_p=*/0.0, /*is_causal=*/true,
                                                                /*return_debug_mask=*/false, scale));
   }
-  if (S == 1 && q.is_cuda()) return decode_attention(qa, ka, va);
   std::optional<at::Tensor> mask;
   if (S > 1) mask = at::ones({S, T}, q.options().dtype(at::kBool)).tril(T - S);
   return at::scaled_dot_product_attention(qa, ka, va, mask, 0.0, /*is_causal=*/false, std::nullopt, /*enable_gqa=*/true);
