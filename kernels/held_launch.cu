@@ -5,6 +5,8 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include <cstdint>
+
 #include "dispatch.hpp"
 #include "held.cuh"
 #include "ops_cuda.hpp"
@@ -44,9 +46,13 @@ ops::DenseKV gather_held_tokens(ops::HeldBlocks const& b, at::Tensor const& cols
     using Tc = detail::cuda_type_t<scalar_t>;
     detail::dispatch_quant(b.k_quant.scalar_type(), "gather_held_tokens", [&](auto qt) {
       using Q = decltype(qt);
-      // 16-byte vectors of the model dtype when the rows allow it, else one element at a time.
+      // 16-byte vectors of the model dtype when the rows and the base pointers allow it (the
+      // blocks of a LayerCache always do; a caller's views at odd offsets may not), else one
+      // element at a time.
       constexpr int kWide = 16 / static_cast<int>(sizeof(Tc));
-      bool const wide = D % kWide == 0;
+      auto aligned = [](void const* ptr, int bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; };
+      bool const wide = D % kWide == 0 && aligned(p.orig[0], 16) && aligned(p.orig[1], 16) && aligned(p.out[0], 16) &&
+                        aligned(p.out[1], 16) && aligned(p.quant[0], kWide) && aligned(p.quant[1], kWide);
       int64_t const n = B * H * T * (wide ? D / kWide : D);
       TORCH_CHECK(n < (int64_t{1} << 31), "gather_held_tokens: ", n, " vectors exceed the kernel's 32-bit indexing");
       C10_CUDA_CHECK(wide ? (kernels::launch_gather_held<Tc, Q, kWide>(p, n_sm, stream))
