@@ -78,7 +78,6 @@ void LayerCache::reset() {
   pos_quant_ = at::empty({B_, H_, 0}, opts.dtype(at::kInt));
   cap_o_ = cap_q_ = used_o_ = used_q_ = n_processed_ = n_held_ = last_append_len_ = 0;
   has_holes_ = false;
-  cols_valid_ = false;
   cols_ = at::Tensor();
   max_head_payload_bytes_ = 0;
 }
@@ -155,19 +154,17 @@ MaterializedKV LayerCache::materialize() const {
 }
 
 at::Tensor LayerCache::held_columns_() const {
-  if (!cols_valid_) {
+  if (!cols_.defined()) {
     // Once per compression: a stable sort of the hole flags of every used slot.
     at::Tensor hole = (held_positions() < 0).to(at::kByte);                                    // [B, H, Uq + Uo]
     cols_ = std::get<1>(hole.sort(/*stable=*/true, -1, false)).narrow(2, 0, n_held_).contiguous();  // [B, H, n_held]
-    cols_held_ = n_held_;
-    cols_next_slot_ = used_q_ + used_o_;
-    cols_valid_ = true;
   }
-  if (n_held_ == cols_held_) return cols_;
-  // Tokens appended since then took the Original slots after the ones of that moment, in every
-  // head: combined slots cols_next_slot_, cols_next_slot_ + 1, ...
-  int64_t const extra = n_held_ - cols_held_;
-  at::Tensor tail = at::arange(cols_next_slot_, cols_next_slot_ + extra, cols_.options()).expand({B_, H_, extra});
+  int64_t const extra = n_held_ - cols_.size(2);
+  if (extra == 0) return cols_;
+  // Tokens appended since then took the last `extra` Original slots in every head: the combined
+  // slots just below used_q_ + used_o_.
+  int64_t const end = used_q_ + used_o_;
+  at::Tensor tail = at::arange(end - extra, end, cols_.options()).expand({B_, H_, extra});
   return at::cat({cols_, tail}, 2);
 }
 
@@ -193,8 +190,7 @@ void LayerCache::compress(at::Tensor const& order, at::Tensor const& scores, int
   AKCB_ASSERT(scores.sizes() == order.sizes(), "scores ", scores.sizes(), " vs order ", order.sizes());
   keep = std::clamp<int64_t>(keep, 0, P);
   int64_t const Uq = used_q_, Uo = used_o_;
-  cols_valid_ = false;  // slots move: the hole-squeezing column map is rebuilt on the next materialize()
-  cols_ = at::Tensor();
+  cols_ = at::Tensor();  // slots move: the hole-squeezing column map is rebuilt on the next materialize()
 
   // Rank the past; `kept` are combined column indices in rank order (best first).
   at::Tensor top = std::get<1>(scores.topk(keep, -1, /*largest=*/true, /*sorted=*/true));   // [B, H, keep]

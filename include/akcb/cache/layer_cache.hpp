@@ -109,11 +109,11 @@ class LayerCache {
 
  private:
   void reserve_orig_(int64_t slots);  // keeps slots [0, used_o_)
-  /// [B, H, n_held] int64: per head, the combined slots of its held tokens in slot order (holes
-  /// squeezed out). Built by one sort after a compression and cached; tokens appended since are
-  /// added as a range (their slots follow in every head).
-  at::Tensor held_columns_() const;
   void reserve_quant_(int64_t slots); // keeps slots [0, used_q_)
+  /// [B, H, n_held] int64: per head, the combined slots of its held tokens in slot order (holes
+  /// squeezed out). Built by one sort after a compression and cached in cols_; tokens appended
+  /// since are added as a range (their slots follow in every head).
+  at::Tensor held_columns_() const;
 
   int64_t B_, H_, D_;
   c10::ScalarType dtype_;
@@ -132,11 +132,9 @@ class LayerCache {
   int64_t last_append_len_ = 0;
   bool has_holes_ = false;
   int64_t max_head_payload_bytes_ = 0;
-  // Cache of held_columns_() (materialize() is const; thread safety: none, as the class).
-  mutable at::Tensor cols_;          // [B, H, cols_held_] int64
-  mutable int64_t cols_held_ = 0;     // n_held_ when cols_ was built
-  mutable int64_t cols_next_slot_ = 0;  // used_q_ + used_o_ then: the combined slot of the next append
-  mutable bool cols_valid_ = false;
+  // held_columns_() as of the last compression, undefined until built (materialize() is const;
+  // thread safety: none, as the class). Its length is n_held_ at that moment.
+  mutable at::Tensor cols_;  // [B, H, n] int64
 };
 
 }  // namespace detail
