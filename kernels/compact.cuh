@@ -53,7 +53,6 @@ struct CompactParams {
   int64_t rows_per_chunk;  // S
   int64_t chunks_per_bh;   // ceil(K / S)
   int* sync;               // [1 + n_bh + n_bh * chunks_per_bh] int32, zeroed: ticket, watermarks, read_done
-  int64_t cluster_size;    // unused by the library (kernels/tuning/sweep_compact.cu's cluster candidates)
   FastDivmod vecs_per_row_div;  // division by row_bytes / W
 };
 

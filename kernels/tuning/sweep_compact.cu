@@ -40,7 +40,6 @@ namespace {
 constexpr int kClusterThreads = 512;
 constexpr int kClusterVecs = 16;
 constexpr int kClusterMaxRows = kClusterThreads * kClusterVecs;  // S <= this for any W <= row_bytes
-constexpr int kMaxClusterSize = 16;                              // non-portable size, allowed on sm_90
 
 // Dynamic shared memory of the cluster kernel: two buffers of source-row codes (this round's and
 // the next round's, prefetched while this round's rows are in flight).
@@ -55,7 +54,7 @@ __global__ void __launch_bounds__(kThreads, 1) compact_tokens_cluster_kernel(Com
   // Per destination row of a chunk: source row, -1 = hole (zero-fill), -2 = stays in place.
   extern __shared__ int32_t s_codes[];  // [2][(kThreads * kVecs)]
   int const tid = threadIdx.x;
-  int64_t const C = p.cluster_size, S = p.rows_per_chunk, bh = blockIdx.y;
+  int64_t const C = gridDim.x, S = p.rows_per_chunk, bh = blockIdx.y;  // grid.x = the cluster
   int64_t const rounds = ceil_div<int64_t>(p.chunks_per_bh, C);
   uint8_t* const base = p.x + bh * p.T_max * p.row_bytes;
   int64_t const* const index = p.index + bh * p.K;
@@ -191,16 +190,16 @@ std::function<void()> ticket_variant(Problem const& pr) {
   };
 }
 
-/// A launch of `kernel` with clusters of p.cluster_size CTAs along x, one row of clusters per bh.
+/// A launch of `kernel` with clusters of `cluster` CTAs along x, one row of clusters per bh.
 template <typename K>
-void launch_clusters(K kernel, CompactParams const& p, int threads, int smem) {
+void launch_clusters(K kernel, CompactParams const& p, int64_t cluster, int threads, int smem) {
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(static_cast<unsigned>(p.cluster_size), static_cast<unsigned>(p.n_bh), 1);
+  cfg.gridDim = dim3(static_cast<unsigned>(cluster), static_cast<unsigned>(p.n_bh), 1);
   cfg.blockDim = dim3(threads, 1, 1);
   cfg.dynamicSmemBytes = smem;
   cudaLaunchAttribute attr{};
   attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = static_cast<unsigned>(p.cluster_size);
+  attr.val.clusterDim.x = static_cast<unsigned>(cluster);
   attr.val.clusterDim.y = 1;
   attr.val.clusterDim.z = 1;
   cfg.attrs = &attr;
@@ -218,9 +217,9 @@ std::function<void()> cluster_candidate(Problem const& pr, K kernel, int n_buffe
   CompactParams p = base_params(pr);
   p.rows_per_chunk = int64_t{kThreads} * kVecs * 16 / kRowBytes;
   p.chunks_per_bh = ceil_div<int64_t>(p.K, p.rows_per_chunk);
-  p.cluster_size = std::min<int64_t>(cluster, p.chunks_per_bh);
   p.vecs_per_row_div = FastDivmod(kRowBytes / 16);
-  return [p, kernel, smem] { launch_clusters(kernel, p, kThreads, smem); };
+  int64_t const c = std::min<int64_t>(cluster, p.chunks_per_bh);
+  return [p, kernel, c, smem] { launch_clusters(kernel, p, c, kThreads, smem); };
 }
 template <int kThreads, int kVecs>
 std::function<void()> cluster_variant(Problem const& pr, int cluster) {
@@ -240,7 +239,7 @@ __global__ void __launch_bounds__(kThreads, 1) cluster_pipelined_kernel(CompactP
   constexpr int kRows = kThreads * kVecs;
   extern __shared__ int32_t s_codes[];  // [3][kRows]
   int const tid = threadIdx.x;
-  int64_t const C = p.cluster_size, S = p.rows_per_chunk, bh = blockIdx.y;
+  int64_t const C = gridDim.x, S = p.rows_per_chunk, bh = blockIdx.y;  // grid.x = the cluster
   int64_t const rounds = ceil_div<int64_t>(p.chunks_per_bh, C);
   uint8_t* const base = p.x + bh * p.T_max * p.row_bytes;
   int64_t const* const index = p.index + bh * p.K;
