@@ -365,10 +365,13 @@ constexpr int kQuantThreads = 256;
 
 namespace detail {
 
-template <typename T, typename Q, int kVec, int kIters, int kRows>
-__device__ __forceinline__ void quantize_per_token_body(QuantizeParams const& p) {
-  RowLoop const l = detail::RowLoop::make<kRows>(p.group_shift);
-  for (int64_t base = l.first; base < p.n_rows; base += l.step) {  // warp-uniform
+/// The grid-stride row loop of both quantizing kernels: for each step, the kRows rows of the
+/// warp's groups get their addresses from `rows(row, active, src, dst, scale)` (`row` is only
+/// meaningful when `active`; a null src quantizes a zero row), then quantize_rows.
+template <typename T, typename Q, int kVec, int kIters, int kRows, typename RowAddresses>
+__device__ __forceinline__ void quantize_row_loop(int64_t n_rows, int64_t D, int group_shift, RowAddresses&& rows) {
+  RowLoop const l = RowLoop::make<kRows>(group_shift);
+  for (int64_t base = l.first; base < n_rows; base += l.step) {  // warp-uniform
     T const* src[kRows];
     uint8_t* dst[kRows];
     float* scale[kRows];
@@ -376,40 +379,36 @@ __device__ __forceinline__ void quantize_per_token_body(QuantizeParams const& p)
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
       int64_t const row = l.row(base, r);
-      active[r] = row < p.n_rows;
-      int64_t const rr = active[r] ? row : 0;
-      src[r] = static_cast<T const*>(p.x) + p.rows.offset(rr);
-      dst[r] = p.q + rr * p.D;
-      scale[r] = p.scale + rr;
+      active[r] = row < n_rows;
+      rows(active[r] ? row : 0, active[r], src[r], dst[r], scale[r]);
     }
-    quantize_rows<T, Q, kVec, kIters, kRows>(src, dst, scale, active, p.D, l.lane, p.group_shift);
+    quantize_rows<T, Q, kVec, kIters, kRows>(src, dst, scale, active, D, l.lane, group_shift);
   }
 }
 
 template <typename T, typename Q, int kVec, int kIters, int kRows>
+__device__ __forceinline__ void quantize_per_token_body(QuantizeParams const& p) {
+  quantize_row_loop<T, Q, kVec, kIters, kRows>(
+      p.n_rows, p.D, p.group_shift, [&](int64_t rr, bool, T const*& src, uint8_t*& dst, float*& scale) {
+        src = static_cast<T const*>(p.x) + p.rows.offset(rr);
+        dst = p.q + rr * p.D;
+        scale = p.scale + rr;
+      });
+}
+
+template <typename T, typename Q, int kVec, int kIters, int kRows>
 __device__ __forceinline__ void quantize_gather_body(QuantizeGatherParams const& p) {
-  RowLoop const l = RowLoop::make<kRows>(p.group_shift);
-  for (int64_t base = l.first; base < p.n_rows; base += l.step) {
-    T const* src[kRows];
-    uint8_t* dst[kRows];
-    float* scale[kRows];
-    bool active[kRows];
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) {
-      int64_t const row = l.row(base, r);  // (b, h, m)
-      active[r] = row < p.n_rows;
-      int64_t const rr = active[r] ? row : 0;
-      int64_t const bh = rr / p.M, m = rr - bh * p.M;
-      int64_t const b = bh / p.H, h = bh - b * p.H;
-      int64_t const t = active[r] ? p.index[rr] : -1;
-      src[r] = t < 0 ? nullptr
-                     : static_cast<T const*>(p.src) + b * p.src_stride_b + h * p.src_stride_h + t * p.src_stride_t;
-      int64_t const slot = bh * p.T_max + p.offset + m;  // destination row in [B * H * T_max)
-      dst[r] = p.dst + slot * p.D;
-      scale[r] = p.dst_scale + slot;
-    }
-    quantize_rows<T, Q, kVec, kIters, kRows>(src, dst, scale, active, p.D, l.lane, p.group_shift);
-  }
+  quantize_row_loop<T, Q, kVec, kIters, kRows>(
+      p.n_rows, p.D, p.group_shift, [&](int64_t rr, bool active, T const*& src, uint8_t*& dst, float*& scale) {
+        int64_t const bh = rr / p.M, m = rr - bh * p.M;  // rr = (b, h, m)
+        int64_t const b = bh / p.H, h = bh - b * p.H;
+        int64_t const t = active ? p.index[rr] : -1;
+        src = t < 0 ? nullptr
+                    : static_cast<T const*>(p.src) + b * p.src_stride_b + h * p.src_stride_h + t * p.src_stride_t;
+        int64_t const slot = bh * p.T_max + p.offset + m;  // destination row in [B * H * T_max)
+        dst = p.dst + slot * p.D;
+        scale = p.dst_scale + slot;
+      });
 }
 
 template <typename T, typename Q, int kVec, int kIters, int kRows>
