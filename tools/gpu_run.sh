@@ -29,6 +29,8 @@
 #   AKCB_BUILD_DIR      build folder (default build-gpu)
 #   AKCB_JOBS           build parallelism (default: nproc)
 #   AKCB_SANITIZE_FILTER  gtest filter for the sanitizer runs
+#   AKCB_BENCH_ARGS     extra bench_kernels flags (e.g. --benchmark_repetitions=7: the table then gives
+#                       the median over the repetitions and the range of "of copy")
 #   AKCB_CUDA_ARCH      CMAKE_CUDA_ARCHITECTURES (default 90, the H200)
 #   AKCB_PREBUILT       folder with akcb_cuda_tests, bench_kernels (and libakcb.so) built elsewhere (same torch
 #                       2.11.0+cu130): used when the build here fails (tests then run without ctest)
@@ -183,26 +185,42 @@ do_sanitize() {
 }
 
 do_bench() {
-  say "bench_kernels"
+  # AKCB_BENCH_ARGS: extra Google Benchmark flags, e.g. "--benchmark_repetitions=5
+  # --benchmark_filter=copy|compact". With repetitions the table gives, per row, the median over the
+  # repetitions and the range of "of copy" (the copy baseline is measured once per size and process).
+  say "bench_kernels ${AKCB_BENCH_ARGS:-}"
+  # shellcheck disable=SC2086
   "$BENCH_BIN" --benchmark_out="$OUT/bench_kernels.json" --benchmark_out_format=json \
-    --benchmark_counters_tabular=true >>"$LOG" 2>&1 || fail "bench_kernels"
+    --benchmark_counters_tabular=true ${AKCB_BENCH_ARGS:-} >>"$LOG" 2>&1 || fail "bench_kernels"
   python3 - "$OUT/bench_kernels.json" >"$OUT/bench_kernels.md" <<'PY' || fail "bench table"
-import json, sys
+import json, statistics, sys
 d = json.load(open(sys.argv[1]))
 ctx = d.get("context", {})
 print(f"host: {ctx.get('host_name', '?')}, {ctx.get('date', '?')}")
 print()
-print("| op | impl | tokens | MB moved | median us | GB/s | copy GB/s | of copy |")
-print("|---|---|---:|---:|---:|---:|---:|---:|")
+rows = {}  # name -> the repetitions' results, in order
 for b in d["benchmarks"]:
-    if b.get("error_occurred"):
-        print(f"| {b['name']} | error: {b.get('error_message')} |"); continue
-    name = [x for x in b["name"].split("/") if x != "manual_time" and ":" not in x]
+    if b.get("run_type") == "aggregate":
+        continue  # Google Benchmark's mean/median/stddev of the iteration time; the counters are ours
+    rows.setdefault(b.get("run_name", b["name"]), []).append(b)
+reps = max((len(v) for v in rows.values()), default=1)
+print("| op | impl | tokens | MB moved | median us | GB/s | copy GB/s | of copy |" + (" of copy min-max | reps |" if reps > 1 else ""))
+print("|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if reps > 1 else ""))
+for run_name, bs in rows.items():
+    err = [b for b in bs if b.get("error_occurred")]
+    if err:
+        print(f"| {run_name} | error: {err[0].get('error_message')} |"); continue
+    name = [x for x in run_name.split("/") if x != "manual_time" and ":" not in x]
     op = name[0].removeprefix("BM_")
     impl = name[1] if len(name) > 2 else "-"
     tokens = name[-1]
-    print(f"| {op} | {impl} | {tokens} | {b['MB_moved']:.1f} | {b['median_us']:.1f} | {b['GBps']:.0f} | "
-          f"{b['copy_GBps']:.0f} | {b['of_copy']:.2f} |")
+    med = lambda k: statistics.median(b[k] for b in bs)
+    line = (f"| {op} | {impl} | {tokens} | {bs[0]['MB_moved']:.1f} | {med('median_us'):.1f} | {med('GBps'):.0f} | "
+            f"{med('copy_GBps'):.0f} | {med('of_copy'):.2f} |")
+    if reps > 1:
+        oc = [b["of_copy"] for b in bs]
+        line += f" {min(oc):.3f}-{max(oc):.3f} | {len(bs)} |"
+    print(line)
 PY
   cat "$OUT/bench_kernels.md" | tee -a "$LOG"
 }
