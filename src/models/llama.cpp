@@ -10,6 +10,7 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <utility>
 
 namespace akcb::models {
 namespace {
@@ -76,19 +77,23 @@ LlamaModel LlamaModel::load(std::string const& model_dir, LoadOptions const& opt
   return from_checkpoint(std::move(config), ckpt, opts);
 }
 
+void LlamaModel::place(LoadOptions const& opts, c10::ScalarType checkpoint_dtype) {
+  // Normalize "cuda" to "cuda:<current>": tensors report an indexed device, and caches compare devices.
+  device_ = at::empty({0}, at::TensorOptions().device(opts.device)).device();
+  if (opts.dtype) {
+    dtype_ = *opts.dtype;
+  } else if (device_.is_cpu()) {
+    dtype_ = at::kFloat;
+  } else {
+    dtype_ = checkpoint_dtype == at::kFloat ? at::kBFloat16 : checkpoint_dtype;
+  }
+  AKCB_CHECK(dtype_ == at::kFloat || dtype_ == at::kBFloat16 || dtype_ == at::kHalf,
+             "LlamaModel: compute dtype must be float32, bfloat16 or float16, got ", c10::toString(dtype_));
+}
+
 LlamaModel LlamaModel::from_checkpoint(ModelConfig config, SafetensorsCheckpoint const& ckpt, LoadOptions const& opts) {
   LlamaModel m;
-  // Normalize "cuda" to "cuda:<current>": tensors report an indexed device, and caches compare devices.
-  m.device_ = at::empty({0}, at::TensorOptions().device(opts.device)).device();
-  if (opts.dtype) {
-    m.dtype_ = *opts.dtype;
-  } else if (m.device_.is_cpu()) {
-    m.dtype_ = at::kFloat;
-  } else {
-    m.dtype_ = config.dtype == at::kFloat ? at::kBFloat16 : config.dtype;
-  }
-  AKCB_CHECK(m.dtype_ == at::kFloat || m.dtype_ == at::kBFloat16 || m.dtype_ == at::kHalf,
-             "LlamaModel: compute dtype must be float32, bfloat16 or float16, got ", c10::toString(m.dtype_));
+  m.place(opts, config.dtype);
   ModelConfig const& c = config;
   ckpt.require(expected_weight_names(c));
 
@@ -126,9 +131,51 @@ LlamaModel LlamaModel::from_checkpoint(ModelConfig config, SafetensorsCheckpoint
   return m;
 }
 
+LlamaModel LlamaModel::from_config(ModelConfig config, LoadOptions const& opts, double init_std) {
+  ModelConfig const& c = config;
+  for (auto [name, v] : {std::pair<char const*, int64_t>{"vocab_size", c.vocab_size}, {"hidden_size", c.hidden_size},
+                         {"intermediate_size", c.intermediate_size}, {"n_layers", c.n_layers}, {"n_heads", c.n_heads},
+                         {"n_heads_kv", c.n_heads_kv}, {"head_dim", c.head_dim}})
+    AKCB_CHECK(v > 0, "LlamaModel::from_config: ", name, " must be > 0, got ", v);
+  AKCB_CHECK(c.n_heads % c.n_heads_kv == 0, "LlamaModel::from_config: n_heads (", c.n_heads,
+             ") must be a multiple of n_heads_kv (", c.n_heads_kv, ")");
+  AKCB_CHECK(c.head_dim % 2 == 0, "LlamaModel::from_config: head_dim must be even (RoPE), got ", c.head_dim);
+  AKCB_CHECK(std::isfinite(init_std) && init_std >= 0, "LlamaModel::from_config: init_std must be finite and >= 0, got ",
+             init_std);
+  LlamaModel m;
+  m.place(opts, config.dtype);
+  at::TensorOptions const to = at::TensorOptions().device(m.device_).dtype(m.dtype_);
+  auto normal = [&](std::vector<int64_t> const& shape) { return at::empty(shape, to).normal_(0.0, init_std); };
+  auto ones = [&](int64_t n) { return at::ones({n}, to); };
+  int64_t const hid = c.hidden_size;
+  int64_t const D = c.head_dim;
+  int64_t const I = c.intermediate_size;
+  m.embed_tokens_ = normal({c.vocab_size, hid});
+  m.final_norm_ = ones(hid);
+  m.lm_head_ = c.tie_word_embeddings ? m.embed_tokens_ : normal({c.vocab_size, hid});
+  m.layers_.reserve(c.n_layers);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    LlamaLayerWeights w;
+    w.input_norm = ones(hid);
+    w.post_norm = ones(hid);
+    w.qkv_proj = normal({(c.n_heads + 2 * c.n_heads_kv) * D, hid});
+    w.o_proj = normal({hid, c.n_heads * D});
+    w.gate_up_proj = normal({2 * I, hid});
+    w.down_proj = normal({hid, I});
+    if (c.arch == ModelArch::kQwen3) {
+      w.q_norm = ones(D);
+      w.k_norm = ones(D);
+    }
+    m.layers_.push_back(std::move(w));
+  }
+  m.inv_freq_ = rope_inv_freq(c).to(m.device_);
+  m.config_ = std::move(config);
+  return m;
+}
+
 int64_t LlamaModel::weight_bytes() const {
   int64_t n = embed_tokens_.nbytes() + final_norm_.nbytes() + inv_freq_.nbytes();
-  if (!config_.tie_word_embeddings) n += lm_head_.nbytes();
+  if (!lm_head_.is_same(embed_tokens_)) n += lm_head_.nbytes();  // tied: one tensor
   for (auto const& w : layers_) {
     for (at::Tensor const* t : {&w.input_norm, &w.qkv_proj, &w.o_proj, &w.q_norm, &w.k_norm, &w.post_norm,
                                 &w.gate_up_proj, &w.down_proj})

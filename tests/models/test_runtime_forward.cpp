@@ -355,6 +355,76 @@ TEST(RuntimeModel, ForwardChecksItsInputs) {
   EXPECT_ERROR_HAS(akcb::models::forward_cached(m, batch3, at::zeros({2, 4}, at::kLong)), "the cache's batch");
 }
 
+// LlamaModel::from_config (random weights, no checkpoint; the model of tests/bench/bench_e2e.cpp):
+// the same tensors as a checkpoint of that config, N(0, init_std^2) projections from the default
+// generator, and the runtime's forward over them.
+TEST(RuntimeModel, FromConfigMakesTheCheckpointsTensors) {
+  for (char const* name : {"llama_tied", "llama_untied", "qwen3"}) {
+    SCOPED_TRACE(name);
+    fs::path const dir = akcb_test::hf_reference_dir() / name;
+    akcb::models::ModelConfig const cfg = akcb::models::ModelConfig::load(dir.string());
+    LlamaModel const loaded = LlamaModel::load(dir.string());
+    at::manual_seed(3);
+    LlamaModel const m = LlamaModel::from_config(cfg);
+    // Same tensors and sizes as the checkpoint (a tied lm_head counted once, qwen3's q/k norms present).
+    EXPECT_EQ(m.weight_bytes(), loaded.weight_bytes());
+    EXPECT_EQ(m.dtype(), at::kFloat);
+    EXPECT_TRUE(at::equal(m.inv_freq(), loaded.inv_freq()));
+    at::Tensor const ids = at::randint(0, cfg.vocab_size, {2, 9}, at::kLong);
+    ReferenceAttention attn(cfg.n_layers);
+    at::Tensor const logits = m.forward(ids, 0, std::ref(attn));
+    ASSERT_EQ(logits.sizes(), (std::vector<int64_t>{2, 9, cfg.vocab_size}));
+    EXPECT_TRUE(logits.isfinite().all().item<bool>());
+    EXPECT_GT(logits.abs().max().item<float>(), 0.0f);
+    // Reproducible from the seed; another seed, other weights.
+    at::manual_seed(3);
+    LlamaModel const again = LlamaModel::from_config(cfg);
+    ReferenceAttention attn2(cfg.n_layers);
+    EXPECT_TRUE(at::equal(again.forward(ids, 0, std::ref(attn2)), logits));
+    at::manual_seed(4);
+    LlamaModel const other = LlamaModel::from_config(cfg);
+    ReferenceAttention attn3(cfg.n_layers);
+    EXPECT_FALSE(at::equal(other.forward(ids, 0, std::ref(attn3)), logits));
+    // init_std scales every projection: at 0 the embeddings, hence every hidden state and logit, are 0.
+    LlamaModel const zero = LlamaModel::from_config(cfg, {}, 0.0);
+    ReferenceAttention attn4(cfg.n_layers);
+    EXPECT_EQ(zero.forward(ids, 0, std::ref(attn4)).abs().max().item<float>(), 0.0f);
+  }
+}
+
+TEST(RuntimeModel, FromConfigDrawsFromTheInitStd) {
+  // The final RMSNorm (weight 1) leaves hidden states of unit RMS whatever the weights, so the
+  // logits' spread is lm_head's: about init_std * sqrt(hidden) for an untied N(0, init_std^2) head.
+  akcb::models::ModelConfig const cfg =
+      akcb::models::ModelConfig::load((akcb_test::hf_reference_dir() / "llama_untied").string());
+  at::Tensor const ids = at::randint(0, cfg.vocab_size, {2, 8}, at::kLong);
+  auto spread = [&](double s) {
+    at::manual_seed(11);
+    LlamaModel const m = LlamaModel::from_config(cfg, {}, s);
+    ReferenceAttention attn(cfg.n_layers);
+    return m.forward(ids, 0, std::ref(attn)).std().item<double>();
+  };
+  double const want = std::sqrt(static_cast<double>(cfg.hidden_size));
+  for (double s : {0.02, 0.05, 0.2}) EXPECT_NEAR(spread(s) / (s * want), 1.0, 0.15) << "init_std " << s;
+}
+
+TEST(RuntimeModel, FromConfigRejectsBadInput) {
+  akcb::models::ModelConfig cfg =
+      akcb::models::ModelConfig::load((akcb_test::hf_reference_dir() / "llama_tied").string());
+  akcb::models::ModelConfig bad = cfg;
+  bad.n_heads_kv = 0;
+  EXPECT_ERROR_HAS(LlamaModel::from_config(bad), "n_heads_kv must be > 0, got 0");
+  bad = cfg;
+  bad.n_heads_kv = cfg.n_heads + 1;
+  EXPECT_ERROR_HAS(LlamaModel::from_config(bad), "must be a multiple of n_heads_kv");
+  bad = cfg;
+  bad.head_dim = 7;
+  EXPECT_ERROR_HAS(LlamaModel::from_config(bad), "head_dim must be even");
+  EXPECT_ERROR_HAS(LlamaModel::from_config(cfg, {}, -1.0), "init_std must be finite and >= 0, got -1");
+  EXPECT_ERROR_HAS(LlamaModel::from_config(cfg, {}, std::nan("")), "init_std must be finite");
+  EXPECT_ERROR_HAS(LlamaModel::from_config(cfg, LoadOptions{at::kCPU, at::kInt}), "compute dtype must be");
+}
+
 TEST(RuntimeModel, Llama3RopeFrequenciesMatchTransformersFormula) {
   akcb::models::ModelConfig c;
   c.head_dim = 128;

@@ -64,6 +64,17 @@ class LlamaModel {
   static LlamaModel load(std::string const& model_dir, LoadOptions const& opts = {});
   /// Same, from an already parsed config and opened checkpoint.
   static LlamaModel from_checkpoint(ModelConfig config, SafetensorsCheckpoint const& ckpt, LoadOptions const& opts);
+  /// A model of `config`'s architecture with random weights and no checkpoint, as transformers'
+  /// `from_config` initializes one (LlamaPreTrainedModel._init_weights): every projection,
+  /// the embeddings and an untied lm_head drawn from N(0, init_std^2), every RMSNorm weight 1.
+  /// The weights are made in place on `opts.device` in the compute dtype (no fp32 or host copy),
+  /// from that device's default generator: seed it (at::manual_seed) for reproducible weights.
+  /// For benchmarks and tests at real model shapes (tests/bench/bench_e2e.cpp).
+  /// \param config    as ModelConfig::from_json / load return it (validated there)
+  /// \param init_std  standard deviation of the projections (transformers: initializer_range, 0.02)
+  /// 	hrows c10::Error on a non-positive size, H_q not a multiple of H_kv, an odd head_dim, a
+  ///         negative or non-finite init_std, or a compute dtype other than fp32 / bf16 / fp16.
+  static LlamaModel from_config(ModelConfig config, LoadOptions const& opts = {}, double init_std = 0.02);
 
   /// One forward step over `S` new tokens at absolute positions [start_pos, start_pos + S).
   /// \param ids        [B, S] int64 token ids in [0, vocab_size), any device
@@ -72,7 +83,7 @@ class LlamaModel {
   /// \param mode       kAll: logits of every position; kLast: of the last one only
   /// \returns [B, S, V] (kAll) or [B, 1, V] (kLast) fp32 logits on the model's device
   /// \throws c10::Error on a bad shape, an out-of-range id, or an attention result of the wrong shape.
-  /// \note synchronizes once (the id range check).
+  /// \note ids on the GPU cost one synchronization (the id range check); ids on the CPU none.
   at::Tensor forward(at::Tensor const& ids, int64_t start_pos, AttentionFn const& attend,
                      LogitsMode mode = LogitsMode::kAll) const;
 
@@ -88,6 +99,10 @@ class LlamaModel {
   static at::Tensor rope_inv_freq(ModelConfig const& config);
 
  private:
+  /// Sets device_ (index normalized) and dtype_ (opts.dtype, else fp32 on CPU, else the
+  /// checkpoint's dtype with fp32 -> bf16). \throws c10::Error on an unsupported compute dtype.
+  void place(LoadOptions const& opts, c10::ScalarType checkpoint_dtype);
+
   ModelConfig config_;
   c10::Device device_ = c10::Device(c10::kCPU);
   c10::ScalarType dtype_ = c10::ScalarType::Float;
