@@ -161,8 +161,8 @@ GenerateResult generate(LlamaModel const& model, AnyCache& cache, at::Tensor con
       break;
     }
     if (r.n_steps >= opts.max_new_tokens) break;
-    at::Tensor const ids = at::from_blob(step.data(), {B, 1}, at::kLong).to(model.device(), /*non_blocking=*/false,
-                                                                           /*copy=*/true);
+    // On the host: the model checks the id range there (no device synchronization) and copies them over.
+    at::Tensor const ids = at::from_blob(step.data(), {B, 1}, at::kLong).clone();
     logits = forward_cached(model, cache, ids, LogitsMode::kLast);
     ++r.n_decode_forwards;
   }

@@ -1,15 +1,10 @@
 // bench_e2e: end-to-end decode speed and memory of a Llama-3-shaped model on the adaptive cache
 // (issue 6, "End to end on the GPU").
 //
-// The model has random weights made directly on the device (no checkpoint file). The runtime's
-// LlamaModel can only be built from a safetensors checkpoint (LlamaModel::from_checkpoint) and
-// keeps its weights private, so this file carries a minimal copy of its forward
-// (src/models/llama.cpp, Llama branch): the same ATen ops in the same order (RMSNorm in fp32,
-// fused q|k|v and gate|up projections, RoPE tables in fp32 cast to the model dtype, rotate_half),
-// attention through AnyCache::attend and AnyCache::commit() once per forward, as
-// akcb::models::forward_cached does. The RoPE frequencies come from the library
-// (LlamaModel::rope_inv_freq, llama3 scaling). Differences from LlamaModel::forward: no token-id
-// range check (it synchronizes once per forward; the ids here are in range by construction).
+// The model is the runtime's LlamaModel with random weights made directly on the device
+// (LlamaModel::from_config: no checkpoint file), run through the runtime's own prefill and
+// forward_cached, as akcb-generate runs a real checkpoint. Its config is a Hugging Face
+// config.json: written from the shape flags (default: Llama-3.1-8B's), or read from --config.
 //
 // Per context length and policy: chunked prefill, then N greedy decode steps (argmax on the
 // device, the token read back to the host each step, as the generation loop's sampler does, so
@@ -24,6 +19,7 @@
 //             --contexts 512,1024 --chunk 256 --window 32 --decode-steps 16 --out-dir /tmp/e2e
 //   (the CPU smoke shape; every size is a flag, see --help)
 #include <akcb/akcb.hpp>
+#include <akcb/models/generate.hpp>
 #include <akcb/models/hf_config.hpp>
 #include <akcb/models/llama.hpp>
 
@@ -65,6 +61,7 @@ struct Args {
   double rope_theta = 500000.0;
   std::string rope = "llama3";
   double init_std = 0.02;
+  std::string config;  // a config.json instead of the shape flags
   // run
   std::vector<int64_t> contexts{8192, 32768};
   std::vector<std::string> policies{"full", "mix", "origin", "quant"};
@@ -152,126 +149,33 @@ class MemoryMeter {
 };
 
 // ---------------------------------------------------------------------------------------------
-// The model: random weights, the runtime's forward (see the header comment).
+// The model: a config.json, random weights (LlamaModel::from_config)
 
-struct LayerW {
-  at::Tensor input_norm, qkv_proj, o_proj, post_norm, gate_up_proj, down_proj;
-};
-
-struct RandomLlama {
-  akcb::models::ModelConfig cfg;
-  c10::Device device = c10::Device(c10::kCPU);
-  c10::ScalarType dtype = at::kBFloat16;
-  at::Tensor embed, final_norm, lm_head, inv_freq;
-  std::vector<LayerW> layers;
-
-  int64_t weight_bytes() const {
-    int64_t n = embed.nbytes() + final_norm.nbytes() + lm_head.nbytes() + inv_freq.nbytes();
-    for (auto const& w : layers)
-      n += w.input_norm.nbytes() + w.qkv_proj.nbytes() + w.o_proj.nbytes() + w.post_norm.nbytes() +
-           w.gate_up_proj.nbytes() + w.down_proj.nbytes();
-    return n;
-  }
-};
-
-RandomLlama make_model(Args const& a, c10::Device device, c10::ScalarType dtype) {
-  RandomLlama m;
-  auto& c = m.cfg;
-  c.arch = akcb::models::ModelArch::kLlama;
-  c.model_type = "llama";
-  c.vocab_size = a.vocab;
-  c.hidden_size = a.hidden;
-  c.intermediate_size = a.ffn;
-  c.n_layers = a.layers;
-  c.n_heads = a.heads;
-  c.n_heads_kv = a.kv_heads;
-  c.head_dim = a.head_dim > 0 ? a.head_dim : a.hidden / a.heads;
-  c.max_position_embeddings = 131072;
-  c.rms_norm_eps = 1e-5;
-  c.tie_word_embeddings = false;
-  c.rope.theta = a.rope_theta;
-  if (a.rope == "llama3") {  // Llama 3.1 8B's rope_scaling
-    c.rope.type = akcb::models::RopeType::kLlama3;
-    c.rope.factor = 8.0;
-    c.rope.low_freq_factor = 1.0;
-    c.rope.high_freq_factor = 4.0;
-    c.rope.original_max_position_embeddings = 8192;
-  }
-  c.dtype = dtype;
-  m.device = device;
-  m.dtype = dtype;
-
-  at::manual_seed(a.seed);
-  auto const opts = at::TensorOptions().device(device).dtype(dtype);
-  int64_t const H = c.hidden_size, D = c.head_dim, I = c.intermediate_size;
-  // Made in place on the device in the compute dtype: no fp32 or host copy of the weights.
-  auto rnd = [&](std::vector<int64_t> shape) { return at::empty(shape, opts).normal_(0.0, a.init_std); };
-  auto ones = [&](int64_t n) { return at::ones({n}, opts); };
-  m.embed = rnd({c.vocab_size, H});
-  m.lm_head = rnd({c.vocab_size, H});
-  m.final_norm = ones(H);
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    LayerW w;
-    w.input_norm = ones(H);
-    w.post_norm = ones(H);
-    w.qkv_proj = rnd({(c.n_heads + 2 * c.n_heads_kv) * D, H});
-    w.o_proj = rnd({H, c.n_heads * D});
-    w.gate_up_proj = rnd({2 * I, H});
-    w.down_proj = rnd({H, I});
-    m.layers.push_back(std::move(w));
-  }
-  m.inv_freq = akcb::models::LlamaModel::rope_inv_freq(c).to(device);
-  return m;
-}
-
-at::Tensor rms_norm(at::Tensor const& x, at::Tensor const& w, double eps) {
-  at::Tensor xf = x.to(at::kFloat);
-  at::Tensor const var = xf.pow(2).mean(-1, /*keepdim=*/true);
-  xf = xf * at::rsqrt(var + eps);
-  return w * xf.to(x.scalar_type());
-}
-
-at::Tensor rotate_half(at::Tensor const& x) {
-  int64_t const half = x.size(-1) / 2;
-  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
-}
-
-/// One forward over ids [B, S] at the cache's next position; logits of the last position
-/// [B, 1, V] fp32. Op for op LlamaModel::forward (Llama branch) + forward_cached's commit().
-at::Tensor forward_cached(RandomLlama const& m, akcb::AnyCache& cache, at::Tensor const& ids) {
-  auto const& c = m.cfg;
-  int64_t const B = ids.size(0), S = ids.size(1);
-  int64_t const start_pos = cache.n_processed();
-  int64_t const Hq = c.n_heads, Hkv = c.n_heads_kv, D = c.head_dim, I = c.intermediate_size;
-  double const eps = c.rms_norm_eps;
-
-  at::Tensor const pos =
-      at::arange(start_pos, start_pos + S, at::TensorOptions().dtype(at::kLong).device(m.device)).to(at::kFloat);
-  at::Tensor const freqs = pos.unsqueeze(-1) * m.inv_freq.unsqueeze(0);
-  at::Tensor const emb = at::cat({freqs, freqs}, -1);
-  at::Tensor const cos = emb.cos().to(m.dtype).view({1, 1, S, D});
-  at::Tensor const sin = emb.sin().to(m.dtype).view({1, 1, S, D});
-
-  at::Tensor h = at::embedding(m.embed, ids);
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    LayerW const& w = m.layers[l];
-    at::Tensor const x = rms_norm(h, w.input_norm, eps);
-    at::Tensor const qkv = at::linear(x, w.qkv_proj);
-    at::Tensor q = qkv.narrow(-1, 0, Hq * D).view({B, S, Hq, D}).transpose(1, 2);
-    at::Tensor k = qkv.narrow(-1, Hq * D, Hkv * D).view({B, S, Hkv, D}).transpose(1, 2);
-    at::Tensor v = qkv.narrow(-1, (Hq + Hkv) * D, Hkv * D).view({B, S, Hkv, D}).transpose(1, 2).contiguous();
-    q = (q * cos + rotate_half(q) * sin).contiguous();
-    k = (k * cos + rotate_half(k) * sin).contiguous();
-    at::Tensor const o = cache.attend(l, q, k, v, start_pos);
-    h = h + at::linear(o.transpose(1, 2).reshape({B, S, Hq * D}), w.o_proj);
-    at::Tensor const y = rms_norm(h, w.post_norm, eps);
-    at::Tensor const gu = at::linear(y, w.gate_up_proj);
-    h = h + at::linear(at::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I), w.down_proj);
-  }
-  cache.commit();
-  h = h.narrow(1, S - 1, 1);
-  h = rms_norm(h, m.final_norm, eps);
-  return at::linear(h, m.lm_head).to(at::kFloat);
+/// The config.json of the shape flags (the defaults are Llama-3.1-8B's), or the file --config names.
+akcb::models::ModelConfig model_config(Args const& a, std::string const& dtype) {
+  if (!a.config.empty()) return akcb::models::ModelConfig::load(a.config);
+  json j = {{"model_type", "llama"},
+            {"architectures", {"LlamaForCausalLM"}},
+            {"vocab_size", a.vocab},
+            {"hidden_size", a.hidden},
+            {"intermediate_size", a.ffn},
+            {"num_hidden_layers", a.layers},
+            {"num_attention_heads", a.heads},
+            {"num_key_value_heads", a.kv_heads},
+            {"max_position_embeddings", 131072},
+            {"rms_norm_eps", 1e-5},
+            {"hidden_act", "silu"},
+            {"tie_word_embeddings", false},
+            {"rope_theta", a.rope_theta},
+            {"torch_dtype", dtype == "bf16" ? "bfloat16" : dtype == "fp16" ? "float16" : "float32"}};
+  if (a.head_dim > 0) j["head_dim"] = a.head_dim;
+  if (a.rope == "llama3")  // Llama 3.1 8B's rope_scaling
+    j["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", 8.0},
+                         {"low_freq_factor", 1.0},
+                         {"high_freq_factor", 4.0},
+                         {"original_max_position_embeddings", 8192}};
+  return akcb::models::ModelConfig::from_json(j.dump(), "bench_e2e's config (shape flags)");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -315,31 +219,17 @@ akcb::CacheConfig cache_config(Args const& a, akcb::PolicyKind p, int64_t contex
   return cfg;
 }
 
-akcb::CacheShape cache_shape(RandomLlama const& m, int64_t batch) {
-  akcb::CacheShape s;
-  s.n_layers = m.cfg.n_layers;
-  s.batch = batch;
-  s.n_heads_kv = m.cfg.n_heads_kv;
-  s.head_dim = m.cfg.head_dim;
-  s.dtype = m.dtype;
-  s.device = m.device;
-  return s;
-}
-
 /// Chunked prefill of `ids` [B, T], then `steps` greedy decode steps. Fills the timing fields.
-void run_once(RandomLlama const& m, akcb::AnyCache& cache, at::Tensor const& ids, int64_t chunk, int64_t steps,
+void run_once(akcb::models::LlamaModel const& m, akcb::AnyCache& cache, at::Tensor const& ids, int64_t chunk, int64_t steps,
               bool shrink, MemoryMeter& meter, RunResult* r) {
-  int64_t const T = ids.size(1);
   int64_t const B = ids.size(0);
   if (r) {
     r->mem_before = meter.read();
     meter.reset_peak();
   }
   auto t0 = Clock::now();
-  at::Tensor logits;
-  for (int64_t s = 0; s < T; s += chunk) logits = forward_cached(m, cache, ids.narrow(1, s, std::min(chunk, T - s)));
-  at::Tensor tok = logits.argmax(-1);  // [B, 1]
-  at::Tensor tok_host = tok.cpu();     // synchronizes
+  at::Tensor logits = akcb::models::prefill(m, cache, ids, chunk, akcb::models::LogitsMode::kLast);  // [B, 1, V]
+  at::Tensor tok = logits.argmax(-1).cpu();  // [B, 1] on the host; synchronizes
   double const prefill_s = seconds_since(t0);
   if (shrink) {  // release the storage slack left by prefill growth and compaction
     auto const ts = Clock::now();
@@ -364,9 +254,10 @@ void run_once(RandomLlama const& m, akcb::AnyCache& cache, at::Tensor const& ids
   double decode_s = 0;
   for (int64_t i = 0; i < steps; ++i) {
     auto const ts = Clock::now();
-    logits = forward_cached(m, cache, tok);
-    tok = logits.argmax(-1);
-    tok_host = tok.cpu();  // the generation loop reads every token back: one sync per step
+    // As akcb::models::generate: host ids in (range-checked there, copied over), the token back
+    // to the host each step (one synchronization).
+    logits = akcb::models::forward_cached(m, cache, tok, akcb::models::LogitsMode::kLast);
+    tok = logits.argmax(-1).cpu();
     double const dt = seconds_since(ts);
     decode_s += dt;
     if (r) {  // outside the timed region: stats() synchronizes and reads counts per layer
@@ -451,6 +342,10 @@ int main(int argc, char** argv) {
   app.add_option("--rope", a.rope, "rope type")->check(CLI::IsMember({"llama3", "default"}));
   app.add_option("--rope-theta", a.rope_theta, "rope theta");
   app.add_option("--init-std", a.init_std, "std of the random weights");
+  app.add_option("--config", a.config,
+                 "a Hugging Face config.json (llama or qwen3) for the model's shape; the shape and rope flags are "
+                 "then ignored")
+      ->check(CLI::ExistingFile);
   app.add_option("--contexts", a.contexts, "context lengths (prompt tokens), comma separated")->delimiter(',');
   app.add_option("--policies", a.policies, "policies to run, comma separated (full first: the others are compared with it)")
       ->delimiter(',')
@@ -495,7 +390,9 @@ int main(int argc, char** argv) {
 
     auto t_init = Clock::now();
     meter.reset_peak();
-    RandomLlama model = make_model(a, dev, dtype);
+    at::manual_seed(a.seed);
+    akcb::models::LlamaModel const model =
+        akcb::models::LlamaModel::from_config(model_config(a, a.dtype), akcb::models::LoadOptions{dev, dtype}, a.init_std);
     meter.sync();
     double const init_s = seconds_since(t_init);
     MemSnapshot const mem_weights = meter.read();
@@ -504,7 +401,7 @@ int main(int argc, char** argv) {
       g_unit_name = "MiB";
     }
     std::string const U = g_unit_name;
-    auto const& c = model.cfg;
+    auto const& c = model.config();
     std::fprintf(stderr,
                  "model: L=%lld hidden=%lld Hq=%lld Hkv=%lld D=%lld ffn=%lld vocab=%lld, %s on %s, weights %.3f GiB "
                  "(made in %.1f s)\n",
@@ -519,7 +416,7 @@ int main(int argc, char** argv) {
       at::Tensor wids = at::randint(0, c.vocab_size, {a.batch, wctx}, at::TensorOptions().dtype(at::kLong).device(dev));
       for (char const* p : {"full", "mix"}) {
         try {
-          akcb::AnyCache cache(cache_config(a, akcb::parse_policy(p), wctx), cache_shape(model, a.batch));
+          akcb::AnyCache cache(cache_config(a, akcb::parse_policy(p), wctx), akcb::models::cache_shape_for(model, a.batch));
           run_once(model, cache, wids, a.chunk, a.warmup_steps, false, meter, nullptr);
         } catch (c10::Error const& e) {
           std::fprintf(stderr, "warm-up %s skipped: %s\n", p, e.what_without_backtrace());
@@ -548,7 +445,7 @@ int main(int argc, char** argv) {
           for (int64_t rep = 0; rep < a.repeats; ++rep) {
             RunResult t = r;
             {
-              akcb::AnyCache cache(cfg, cache_shape(model, a.batch));
+              akcb::AnyCache cache(cfg, akcb::models::cache_shape_for(model, a.batch));
               run_once(model, cache, ids, a.chunk, a.decode_steps, shrink, meter, &t);
             }
             meter.release_cached();
@@ -584,7 +481,7 @@ int main(int argc, char** argv) {
     json rows_j = json::array();
     std::ostringstream md;
     md << "bench_e2e, " << utc_now() << ", device " << dev.str() << ", " << a.dtype << ", batch " << a.batch
-       << "; model L=" << c.n_layers << " hidden=" << c.hidden_size << " Hq=" << c.n_heads << " Hkv=" << c.n_heads_kv
+       << "; model " << c.model_type << " L=" << c.n_layers << " hidden=" << c.hidden_size << " Hq=" << c.n_heads << " Hkv=" << c.n_heads_kv
        << " D=" << c.head_dim << " ffn=" << c.intermediate_size << " vocab=" << c.vocab_size
        << ", weights " << gib(model.weight_bytes()) << " " << U << " (allocated after init: " << gib(mem_weights.current)
        << " " << U << "); prefill chunk " << a.chunk << ", " << a.decode_steps << " decode steps, best of " << a.repeats
@@ -695,7 +592,9 @@ int main(int argc, char** argv) {
                   {"head_dim", c.head_dim},
                   {"ffn", c.intermediate_size},
                   {"vocab", c.vocab_size},
-                  {"rope", a.rope},
+                  {"model_type", c.model_type},
+                  {"rope", c.rope.type == akcb::models::RopeType::kLlama3 ? "llama3" : "default"},
+                  {"config", a.config.empty() ? "shape flags" : a.config},
                   {"weight_bytes", model.weight_bytes()},
                   {"allocated_after_init_bytes", mem_weights.current},
                   {"init_seconds", init_s}}},
