@@ -3,8 +3,9 @@
 //   out[kv][bh, j, :] = dequantize(quant[kv][bh, s, :], scale[kv][bh, s])   if s <  used_q
 //                     = orig[kv][bh, s - used_q, :]                          otherwise
 //   pos[bh, j]        = pos_quant[bh, s] or pos_orig[bh, s - used_q]
-// with s = cols[bh, j] (or j without cols), for kv in {K, V}. Dequantization as
-// dequantize_per_token: q * scale in fp32, rounded to nearest even (decode_vec of quant.cuh).
+// with s = cols[bh, j] (or j without cols; rows of cols may be strided), for kv in {K, V}.
+// Dequantization as dequantize_per_token: q * scale in fp32, rounded to nearest even (decode_vec
+// of quant.cuh).
 // Torch-free; the launcher is held_launch.cu.
 
 #include <cstdint>
@@ -20,10 +21,11 @@ struct GatherHeldParams {
   float const* scale[2];       // [n_bh, cap_q]
   int32_t const* pos_orig;     // [n_bh, cap_o]
   int32_t const* pos_quant;    // [n_bh, cap_q]
-  int64_t const* cols;         // [n_bh, T] combined slots, or null (slot = j)
+  int64_t const* cols;         // [n_bh, T] combined slots, row bh at bh * cols_stride; or null (slot = j)
   void* out[2];                // [n_bh, T, D] T
   int32_t* out_pos;            // [n_bh, T]
   int64_t n_bh, T, D, cap_o, cap_q, used_q;
+  int64_t cols_stride;         // >= T
   FastDivmod vecs_per_row;     // D / kVec
   FastDivmod cols_per_bh;      // T
   uint32_t n_vecs;             // n_bh * T * D / kVec (< 2^31)
@@ -46,7 +48,7 @@ __global__ void __launch_bounds__(kHeldThreads) gather_held_kernel(GatherHeldPar
     int64_t const col = static_cast<int64_t>(i - row * vecs) * kVec;
     uint32_t const bh = p.cols_per_bh.div(row);
     int64_t const j = row - static_cast<int64_t>(bh) * p.T;
-    int64_t const s = p.cols ? p.cols[row] : j;
+    int64_t const s = p.cols ? p.cols[static_cast<int64_t>(bh) * p.cols_stride + j] : j;
     T* const dst = out + static_cast<int64_t>(row) * p.D + col;
     if (s < p.used_q) {
       int64_t const src = static_cast<int64_t>(bh) * p.cap_q + s;

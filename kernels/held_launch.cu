@@ -1,5 +1,6 @@
 // Torch-facing launcher of the held-token materialization (kernels/held.cuh). Inputs were validated
-// by src/ops.cpp (shapes, dtypes, devices, contiguity, used <= capacity).
+// by src/ops.cpp (shapes, dtypes, devices, contiguity, used <= capacity; cols dense but for its
+// row stride).
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
@@ -31,6 +32,7 @@ ops::DenseKV gather_held_tokens(ops::HeldBlocks const& b, at::Tensor const& cols
   p.pos_orig = b.pos_orig.data_ptr<int32_t>();
   p.pos_quant = b.pos_quant.data_ptr<int32_t>();
   p.cols = cols.defined() ? cols.data_ptr<int64_t>() : nullptr;
+  p.cols_stride = cols.defined() ? cols.stride(1) : 0;
   p.out[0] = d.k.data_ptr();
   p.out[1] = d.v.data_ptr();
   p.out_pos = d.pos.data_ptr<int32_t>();

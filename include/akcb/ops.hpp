@@ -96,7 +96,9 @@ struct DenseKV {
 /// positions (a decode step of a compressed layer then costs one launch here instead of ~15).
 /// \param b     the blocks (shapes above; dtypes and devices checked)
 /// \param cols  [B, H_kv, T] int64 combined slots in [0, used_quant + used_orig), or undefined;
-///              not range-checked (a device sync): callers build it from the blocks' positions
+///              not range-checked (a device sync): callers build it from the blocks' positions.
+///              Any strides; on CUDA read in place when only its rows are strided (a narrowed
+///              buffer, as the cache's column map), else copied dense first
 /// \returns     k, v [B, H_kv, T, D], pos [B, H_kv, T]
 /// \throws c10::Error on mismatched shapes, dtypes or devices, or used_* beyond the capacities.
 DenseKV gather_held_tokens(HeldBlocks const& b, at::Tensor const& cols);

@@ -470,12 +470,21 @@ TEST(GatherHeldCuda, MatchesCpuBitForBit) {
         for (at::Tensor* t : {&g.k_orig, &g.v_orig, &g.pos_orig, &g.k_quant, &g.v_quant, &g.k_scale, &g.v_scale,
                               &g.pos_quant})
           *t = t->to(cuda_dev());
-        for (bool with_cols : {false, true}) {
-          akcb::ops::DenseKV const want = akcb::ops::gather_held_tokens(b, with_cols ? cols : at::Tensor());
-          akcb::ops::DenseKV const got = akcb::ops::gather_held_tokens(g, with_cols ? cols.to(cuda_dev()) : at::Tensor());
+        // The column map dense, and as the cache keeps it: a view of a wider buffer (rows strided),
+        // read in place; the buffer's columns past T hold out-of-range slots that must not be read.
+        at::Tensor buf = at::full({c.B, c.H, T + 7}, int64_t{1} << 40, cols.options());
+        buf.narrow(2, 0, T).copy_(cols);
+        at::Tensor const buf_cuda = buf.to(cuda_dev());
+        for (int mode : {0, 1, 2}) {  // no cols, dense cols, strided cols
+          at::Tensor const cols_cpu = mode == 0 ? at::Tensor() : mode == 1 ? cols : buf.narrow(2, 0, T);
+          at::Tensor const cols_gpu =
+              mode == 0 ? at::Tensor() : mode == 1 ? cols.to(cuda_dev()) : buf_cuda.narrow(2, 0, T);
+          if (mode == 2) ASSERT_FALSE(cols_gpu.is_contiguous());
+          akcb::ops::DenseKV const want = akcb::ops::gather_held_tokens(b, cols_cpu);
+          akcb::ops::DenseKV const got = akcb::ops::gather_held_tokens(g, cols_gpu);
           std::string const what = "D " + std::to_string(c.D) + " used " + std::to_string(c.used_q) + "+" +
-                                   std::to_string(c.used_o) + (with_cols ? " cols " : " ") + c10::toString(dt) + " " +
-                                   c10::toString(qt);
+                                   std::to_string(c.used_o) + (mode == 0 ? " " : mode == 1 ? " cols " : " strided cols ") +
+                                   c10::toString(dt) + " " + c10::toString(qt);
           ASSERT_EQ(got.k.sizes(), want.k.sizes()) << what;
           EXPECT_TRUE(bits_equal(got.k.cpu(), want.k, "k " + what));
           EXPECT_TRUE(bits_equal(got.v.cpu(), want.v, "v " + what));
