@@ -79,6 +79,7 @@ void LayerCache::reset() {
   cap_o_ = cap_q_ = used_o_ = used_q_ = n_processed_ = n_held_ = last_append_len_ = 0;
   has_holes_ = false;
   cols_ = at::Tensor();
+  n_cols_ = 0;
   max_head_payload_bytes_ = 0;
 }
 
@@ -123,8 +124,12 @@ void LayerCache::append(at::Tensor const& k, at::Tensor const& v) {
   }
   k_orig_.narrow(2, used_o_, S).copy_(k);
   v_orig_.narrow(2, used_o_, S).copy_(v);
-  at::Tensor pos = at::arange(n_processed_, n_processed_ + S, pos_orig_.options());
-  pos_orig_.narrow(2, used_o_, S).copy_(pos.view({1, 1, S}).expand({B_, H_, S}));
+  if (S == 1) {  // a decode step: one launch
+    pos_orig_.narrow(2, used_o_, 1).fill_(n_processed_);
+  } else {
+    at::Tensor pos = at::arange(n_processed_, n_processed_ + S, pos_orig_.options());
+    pos_orig_.narrow(2, used_o_, S).copy_(pos.view({1, 1, S}).expand({B_, H_, S}));
+  }
   used_o_ += S;
   max_head_payload_bytes_ += S * orig_token_bytes();
   n_held_ += S;
@@ -154,18 +159,35 @@ MaterializedKV LayerCache::materialize() const {
 }
 
 at::Tensor LayerCache::held_columns_() const {
+  auto const cols_opts = at::TensorOptions().device(device_).dtype(at::kLong);
   if (!cols_.defined()) {
-    // Once per compression: a stable sort of the hole flags of every used slot.
+    // Once per compression: a stable sort of the hole flags of every used slot, into a buffer with
+    // room for the tokens the Original block takes before it has to grow.
     at::Tensor hole = (held_positions() < 0).to(at::kByte);                                    // [B, H, Uq + Uo]
-    cols_ = std::get<1>(hole.sort(/*stable=*/true, -1, false)).narrow(2, 0, n_held_).contiguous();  // [B, H, n_held]
+    at::Tensor sorted = std::get<1>(hole.sort(/*stable=*/true, -1, false)).narrow(2, 0, n_held_);
+    cols_ = at::empty({B_, H_, n_held_ + (cap_o_ - used_o_)}, cols_opts);
+    cols_.narrow(2, 0, n_held_).copy_(sorted);
+    n_cols_ = n_held_;
   }
-  int64_t const extra = n_held_ - cols_.size(2);
-  if (extra == 0) return cols_;
-  // Tokens appended since then took the last `extra` Original slots in every head: the combined
-  // slots just below used_q_ + used_o_.
-  int64_t const end = used_q_ + used_o_;
-  at::Tensor tail = at::arange(end - extra, end, cols_.options()).expand({B_, H_, extra});
-  return at::cat({cols_, tail}, 2);
+  int64_t const extra = n_held_ - n_cols_;
+  if (extra > 0) {
+    // Tokens appended since took the last `extra` Original slots in every head: the combined
+    // slots just below used_q_ + used_o_, the same in every head.
+    if (n_held_ > cols_.size(2)) {  // the Original block grew past the room: grow geometrically
+      at::Tensor grown = at::empty({B_, H_, std::max(n_held_, cols_.size(2) + cols_.size(2) / 2)}, cols_opts);
+      grown.narrow(2, 0, n_cols_).copy_(cols_.narrow(2, 0, n_cols_));
+      cols_ = std::move(grown);
+    }
+    int64_t const end = used_q_ + used_o_;
+    at::Tensor tail = cols_.narrow(2, n_cols_, extra);
+    if (extra == 1) {  // a decode step: one launch
+      tail.fill_(end - 1);
+    } else {
+      tail.copy_(at::arange(end - extra, end, cols_opts).expand({B_, H_, extra}));
+    }
+    n_cols_ = n_held_;
+  }
+  return cols_.narrow(2, 0, n_held_);  // a view: row stride cols_.size(2)
 }
 
 at::Tensor LayerCache::held_positions() const {

@@ -123,6 +123,24 @@ TEST_F(AdaptiveCacheTest, GqaStorageHoldsKvHeadsOnly) {
 // it by the appended tokens; at every step it must equal the map rebuilt from scratch (a stable
 // sort of the hole flags of all used slots), and the dense tensors the blocks gathered through it.
 TEST_F(AdaptiveCacheTest, MaterializeWithCachedColumnsEqualsFreshGather) {
+  // The cached map against the map rebuilt from scratch and the dense tensors gathered through it.
+  auto check = [](AnyCache const& cache, int64_t l, std::string const& where, int64_t* holes_seen) {
+    auto const& lc = cache.layer(l);
+    MaterializedKV const m = cache.materialize(l);
+    at::Tensor const slot_pos = lc.held_positions();  // [B, H, Uq + Uo]
+    at::Tensor cols;
+    if (lc.has_holes()) {
+      ++*holes_seen;
+      cols = std::get<1>((slot_pos < 0).to(at::kByte).sort(true, -1, false)).narrow(2, 0, lc.n_held());
+      ASSERT_TRUE(m.cols.defined()) << where;
+      ASSERT_TRUE(at::equal(m.cols, cols)) << where;
+    }
+    ops::HeldBlocks const b{lc.k_orig(),  lc.v_orig(),  lc.pos_orig(),  lc.k_quant(), lc.v_quant(),
+                            lc.k_scale(), lc.v_scale(), lc.pos_quant(), lc.used_orig(), lc.used_quant()};
+    ops::DenseKV const want = ops::gather_held_tokens(b, cols);
+    ASSERT_TRUE(at::equal(m.k, want.k) && at::equal(m.v, want.v) && at::equal(m.pos, want.pos)) << where;
+    ASSERT_TRUE((m.pos >= 0).all().item<bool>()) << "a hole reached the dense view; " << where;
+  };
   for (PolicyKind p : {PolicyKind::kMix, PolicyKind::kOrigin, PolicyKind::kQuant}) {
     // Four layers: those below the running max OQ score get ratios < 1 and quantize, and their
     // decode compressions leave heads with different Original / Quantized splits (holes).
@@ -130,29 +148,26 @@ TEST_F(AdaptiveCacheTest, MaterializeWithCachedColumnsEqualsFreshGather) {
     AnyCache cache(test::small_config(p, 24, 4), shape(L, 2, 3, 16));
     int64_t pos = 0, holes_seen = 0;
     for (int step = 0; step < 60; ++step) {
-      int64_t const S = step == 0 ? 40 : 1;
-      for (int64_t l = 0; l < L; ++l)
-        cache.attend(l, at::randn({2, 6, S, 16}), at::randn({2, 3, S, 16}), at::randn({2, 3, S, 16}), pos);
+      // Decode steps, and every 7th step a chunk of 48 appended through the lower-level API and
+      // checked before it is scored: several columns appended at once, more than the map's room
+      // after the last compression (its buffer grows).
+      int64_t const S = step == 0 ? 40 : step % 7 == 3 ? 48 : 1;
+      for (int64_t l = 0; l < L; ++l) {
+        at::Tensor const q = at::randn({2, 6, S, 16}), k = at::randn({2, 3, S, 16}), v = at::randn({2, 3, S, 16});
+        if (S == 48) {
+          cache.append(l, k, v, pos);
+          check(cache, l, std::string(to_string(p)) + " step " + std::to_string(step) + " layer " + std::to_string(l) +
+                              " after a 48-token append", &holes_seen);
+          cache.observe(l, q);
+          cache.compress(l);
+        } else {
+          cache.attend(l, q, k, v, pos);
+        }
+      }
       cache.commit();
       pos += S;
-      for (int64_t l = 0; l < L; ++l) {
-        auto const& lc = cache.layer(l);
-        MaterializedKV const m = cache.materialize(l);
-        at::Tensor const slot_pos = lc.held_positions();                             // [B, H, Uq + Uo]
-        at::Tensor cols;
-        if (lc.has_holes()) {
-          ++holes_seen;
-          cols = std::get<1>((slot_pos < 0).to(at::kByte).sort(true, -1, false)).narrow(2, 0, lc.n_held());
-          ASSERT_TRUE(m.cols.defined());
-          ASSERT_TRUE(at::equal(m.cols, cols)) << to_string(p) << " step " << step << " layer " << l;
-        }
-        ops::HeldBlocks const b{lc.k_orig(),  lc.v_orig(),  lc.pos_orig(),  lc.k_quant(), lc.v_quant(),
-                                lc.k_scale(), lc.v_scale(), lc.pos_quant(), lc.used_orig(), lc.used_quant()};
-        ops::DenseKV const want = ops::gather_held_tokens(b, cols);
-        ASSERT_TRUE(at::equal(m.k, want.k) && at::equal(m.v, want.v) && at::equal(m.pos, want.pos))
-            << to_string(p) << " step " << step << " layer " << l;
-        ASSERT_TRUE((m.pos >= 0).all().item<bool>()) << "a hole reached the dense view";
-      }
+      for (int64_t l = 0; l < L; ++l)
+        check(cache, l, std::string(to_string(p)) + " step " + std::to_string(step) + " layer " + std::to_string(l), &holes_seen);
     }
     if (p == PolicyKind::kMix) EXPECT_GT(holes_seen, 0) << "the scenario never produced holes";
   }

@@ -97,16 +97,14 @@ class AdaptiveCache {
     detail::LayerCache& lc = layers_[layer];
     lc.append(k, v);
     MaterializedKV m = lc.materialize();
-    int64_t const S = q.size(2);
     // materialize() is hole-free and every held key precedes the new chunk, which sits in its last
-    // S columns: causal attention aligned to the bottom right, the same for every head
+    // S = q.size(2) columns: causal attention aligned to the bottom right, the same for every head
     // (ops::cache_attention: FlashAttention-2 on CUDA in bf16/fp16, for prefill chunks and decode
     // steps alike; it never goes through at::scaled_dot_product_attention's per-shape backend
     // preparation on CUDA, which measured tens of milliseconds per new key count on the H200).
     at::Tensor out = ops::cache_attention(q, m.k, m.v);
     if (compresses_()) {
-      at::Tensor qpos = at::arange(start_pos, start_pos + S, at::TensorOptions().dtype(at::kLong).device(q.device()));
-      score_(layer, m, q, qpos);
+      score_(layer, m, q, start_pos);
       if (!defers_(layer)) compress_if_over_(layer);
     }
     return out;
@@ -143,10 +141,8 @@ class AdaptiveCache {
     detail::LayerCache const& lc = layers_[layer];
     int64_t const S = std::min(q_obs.size(2), lc.last_append_len());
     AKCB_CHECK(S >= 1, "observe: nothing appended to layer ", layer, " yet");
-    at::Tensor qpos = at::arange(lc.n_processed() - S, lc.n_processed(),
-                                 at::TensorOptions().dtype(at::kLong).device(q_obs.device()));
     at::Tensor q = q_obs.narrow(2, q_obs.size(2) - S, S);
-    if (compresses_()) score_(layer, lc.materialize(), q, qpos);
+    if (compresses_()) score_(layer, lc.materialize(), q, lc.n_processed() - S);
   }
 
   /// As observe(), from attention probabilities the caller computed over materialize()'s columns.
@@ -350,8 +346,9 @@ class AdaptiveCache {
     return cfg_.budget_mode == BudgetMode::kBytes && layers_[layer].max_head_payload_bytes() > bytes_budget();
   }
 
-  /// Scoring after a step whose newest queries are `q` at positions `qpos`.
-  void score_(int64_t layer, MaterializedKV const& m, at::Tensor const& q, at::Tensor const& qpos) {
+  /// Scoring after a step whose newest queries are `q` [B, H_q, S, D], at absolute positions
+  /// [q_start, q_start + S).
+  void score_(int64_t layer, MaterializedKV const& m, at::Tensor const& q, int64_t q_start) {
     detail::LayerCache const& lc = layers_[layer];
     bool const need_oq = Policy::kUsesOqRatio && lc.last_append_len() > 1;
     // After a prefill chunk the layer's limit may still change (global ratio scope: at commit()),
@@ -366,7 +363,9 @@ class AdaptiveCache {
     }
     int64_t const S = q.size(2);
     int64_t const w = std::min(S, cfg_.window_size);
-    at::Tensor probs = Calculator::attention_probs(q.narrow(2, S - w, w), qpos.narrow(0, S - w, w), m.k, m.pos);
+    // The observation window's positions, made only here: a decode step that does not rank needs none.
+    at::Tensor qpos = at::arange(q_start + S - w, q_start + S, at::TensorOptions().dtype(at::kLong).device(q.device()));
+    at::Tensor probs = Calculator::attention_probs(q.narrow(2, S - w, w), qpos, m.k, m.pos);
     score_probs_(layer, m, probs, w);
   }
 

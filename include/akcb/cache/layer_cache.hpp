@@ -33,7 +33,7 @@ struct MaterializedKV {
   at::Tensor v;     // [B, H_kv, T, D] model dtype
   at::Tensor pos;   // [B, H_kv, T] int32, absolute positions (all >= 0)
   at::Tensor cols;  // [B, H_kv, T] int64 combined slot (quant slots first, then Original), or
-                    // undefined when column j is slot j
+                    // undefined when column j is slot j; may be a view with a row stride > T
   int64_t n_quant_cols = 0;  ///< Quantized-block slots in use; without `cols`, the first n_quant_cols columns
 
   /// Whether column j of head (b, h) is a Quantized token: [B, H_kv, T] bool.
@@ -110,9 +110,10 @@ class LayerCache {
  private:
   void reserve_orig_(int64_t slots);  // keeps slots [0, used_o_)
   void reserve_quant_(int64_t slots); // keeps slots [0, used_q_)
-  /// [B, H, n_held] int64: per head, the combined slots of its held tokens in slot order (holes
-  /// squeezed out). Built by one sort after a compression and cached in cols_; tokens appended
-  /// since are added as a range (their slots follow in every head).
+  /// [B, H, n_held] int64 (a view of cols_, rows strided by its capacity): per head, the combined
+  /// slots of its held tokens in slot order (holes squeezed out). Built by one sort after a
+  /// compression; tokens appended since are written after it in place (their slots follow in
+  /// every head: one fill per decode step).
   at::Tensor held_columns_() const;
 
   int64_t B_, H_, D_;
@@ -132,9 +133,12 @@ class LayerCache {
   int64_t last_append_len_ = 0;
   bool has_holes_ = false;
   int64_t max_head_payload_bytes_ = 0;
-  // held_columns_() as of the last compression, undefined until built (materialize() is const;
-  // thread safety: none, as the class). Its length is n_held_ at that moment.
-  mutable at::Tensor cols_;  // [B, H, n] int64
+  // held_columns_()'s buffer, undefined until built after a compression (materialize() is const;
+  // thread safety: none, as the class): the first n_cols_ columns are filled, the rest is room for
+  // appended tokens. Views handed out are never written again (appends write past them; a
+  // compression or growth allocates a new buffer).
+  mutable at::Tensor cols_;  // [B, H, capacity] int64
+  mutable int64_t n_cols_ = 0;
 };
 
 }  // namespace detail
