@@ -151,9 +151,15 @@ class MemoryMeter {
 // ---------------------------------------------------------------------------------------------
 // The model: a config.json, random weights (LlamaModel::from_config)
 
-/// The config.json of the shape flags (the defaults are Llama-3.1-8B's), or the file --config names.
+/// The config.json of the shape flags (the defaults are Llama-3.1-8B's), or the one --config names.
 akcb::models::ModelConfig model_config(Args const& a, std::string const& dtype) {
-  if (!a.config.empty()) return akcb::models::ModelConfig::load(a.config);
+  if (!a.config.empty()) {  // a model directory, or its config.json
+    if (std::filesystem::is_directory(a.config)) return akcb::models::ModelConfig::load(a.config);
+    std::ifstream in(a.config);
+    std::stringstream text;
+    text << in.rdbuf();
+    return akcb::models::ModelConfig::from_json(text.str(), a.config);
+  }
   json j = {{"model_type", "llama"},
             {"architectures", {"LlamaForCausalLM"}},
             {"vocab_size", a.vocab},
@@ -343,9 +349,9 @@ int main(int argc, char** argv) {
   app.add_option("--rope-theta", a.rope_theta, "rope theta");
   app.add_option("--init-std", a.init_std, "std of the random weights");
   app.add_option("--config", a.config,
-                 "a Hugging Face config.json (llama or qwen3) for the model's shape; the shape and rope flags are "
-                 "then ignored")
-      ->check(CLI::ExistingFile);
+                 "a Hugging Face config.json (llama or qwen3), or a model directory holding one, for the model's "
+                 "shape; the shape and rope flags are then ignored")
+      ->check(CLI::ExistingPath);
   app.add_option("--contexts", a.contexts, "context lengths (prompt tokens), comma separated")->delimiter(',');
   app.add_option("--policies", a.policies, "policies to run, comma separated (full first: the others are compared with it)")
       ->delimiter(',')
@@ -403,9 +409,9 @@ int main(int argc, char** argv) {
     std::string const U = g_unit_name;
     auto const& c = model.config();
     std::fprintf(stderr,
-                 "model: L=%lld hidden=%lld Hq=%lld Hkv=%lld D=%lld ffn=%lld vocab=%lld, %s on %s, weights %.3f GiB "
+                 "model: %s L=%lld hidden=%lld Hq=%lld Hkv=%lld D=%lld ffn=%lld vocab=%lld, %s on %s, weights %.3f GiB "
                  "(made in %.1f s)\n",
-                 (long long)c.n_layers, (long long)c.hidden_size, (long long)c.n_heads, (long long)c.n_heads_kv,
+                 c.model_type.c_str(), (long long)c.n_layers, (long long)c.hidden_size, (long long)c.n_heads, (long long)c.n_heads_kv,
                  (long long)c.head_dim, (long long)c.intermediate_size, (long long)c.vocab_size, a.dtype.c_str(),
                  dev.str().c_str(), model.weight_bytes() / kGiB, init_s);
 
