@@ -72,7 +72,7 @@ class LlamaModel {
   /// For benchmarks and tests at real model shapes (tests/bench/bench_e2e.cpp).
   /// \param config    as ModelConfig::from_json / load return it (validated there)
   /// \param init_std  standard deviation of the projections (transformers: initializer_range, 0.02)
-  /// 	hrows c10::Error on a non-positive size, H_q not a multiple of H_kv, an odd head_dim, a
+  /// \throws c10::Error on a non-positive size, H_q not a multiple of H_kv, an odd head_dim, a
   ///         negative or non-finite init_std, or a compute dtype other than fp32 / bf16 / fp16.
   static LlamaModel from_config(ModelConfig config, LoadOptions const& opts = {}, double init_std = 0.02);
 
