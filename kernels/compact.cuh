@@ -73,12 +73,62 @@ __device__ __forceinline__ void st_release(int* p, int v) {
   asm volatile("st.release.gpu.global.s32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
 }
 
+/// Step "read" of a chunk of destination rows [i0, i0 + n_vecs / vecs_per_row) held in a register
+/// tile of kThreads x kVecs vectors of W bytes: vector v < n_vecs of the chunk is column
+/// v % vecs_per_row of its row v / vecs_per_row (one 32-bit multiply-high per division: a 64-bit
+/// division is a ~70-instruction subroutine, and Nsight Compute on the H200 showed the kernel
+/// issuing on 40% of cycles with two per vector). Row `row` receives source row src_of(row) of
+/// `base`: loaded unless it is a hole (< 0) or already in place (== i0 + row).
+/// (Written out in both steps rather than through a shared per-vector loop: with that loop nvcc
+/// turned the load's condition into branches, here it stays one predicate.)
+template <int W, int kThreads, int kVecs, typename SrcOf>
+__device__ __forceinline__ void read_tile(uint8_t const* base, int64_t i0, int64_t row_bytes,
+                                          FastDivmod const& vecs_per_row, int n_vecs, SrcOf const& src_of,
+                                          byte_vec_t<W> (&regs)[kVecs]) {
+  int const vpr = static_cast<int>(vecs_per_row.d);
+#pragma unroll
+  for (int k = 0; k < kVecs; ++k) {
+    int const v = static_cast<int>(threadIdx.x) + k * kThreads;
+    if (v < n_vecs) {
+      int const row = static_cast<int>(vecs_per_row.div(static_cast<uint32_t>(v)));
+      int const col = v - row * vpr;
+      int64_t const src = src_of(row);
+      if (src >= 0 && src != i0 + row) regs[k] = reinterpret_cast<byte_vec_t<W> const*>(base + src * row_bytes)[col];
+    }
+  }
+}
+
+/// Step "write" of the same chunk: row i0 + row gets the tile's vectors, or zeros for a hole
+/// (src_of(row) < 0); a row already in place is left alone.
+template <int W, int kThreads, int kVecs, typename SrcOf>
+__device__ __forceinline__ void write_tile(uint8_t* base, int64_t i0, int64_t row_bytes, FastDivmod const& vecs_per_row,
+                                           int n_vecs, SrcOf const& src_of, byte_vec_t<W> const (&regs)[kVecs]) {
+  using V = byte_vec_t<W>;
+  int const vpr = static_cast<int>(vecs_per_row.d);
+#pragma unroll
+  for (int k = 0; k < kVecs; ++k) {
+    int const v = static_cast<int>(threadIdx.x) + k * kThreads;
+    if (v < n_vecs) {
+      int const row = static_cast<int>(vecs_per_row.div(static_cast<uint32_t>(v)));
+      int const col = v - row * vpr;
+      int64_t const src = src_of(row);
+      V* const dst = reinterpret_cast<V*>(base + (i0 + row) * row_bytes) + col;
+      if (src < 0) {
+        V zero;
+        memset(&zero, 0, sizeof(zero));
+        *dst = zero;
+      } else if (src != i0 + row) {
+        *dst = regs[k];
+      }
+    }
+  }
+}
+
 }  // namespace detail
 
 // grid: (n_bh * chunks_per_bh), block: kThreads -- one chunk of S destination rows per CTA (by ticket)
 template <int W, int kThreads = kCompactThreads, int kVecs = kCompactVecs>
 __global__ void __launch_bounds__(kThreads) compact_tokens_kernel(CompactParams p) {
-  using V = byte_vec_t<W>;
   __shared__ int64_t s_src[kThreads * kVecs];
   __shared__ int64_t s_chunk;
   __shared__ int s_watermark;
@@ -92,25 +142,13 @@ __global__ void __launch_bounds__(kThreads) compact_tokens_kernel(CompactParams 
   for (int64_t r = tid; r < n_rows; r += kThreads) s_src[r] = p.index[bh * p.K + i0 + r];
   __syncthreads();
 
-  // Vector v of the chunk is column v % vecs_per_row of row v / vecs_per_row: 32-bit, one
-  // multiply-high per division (a 64-bit division is a ~70-instruction subroutine, twice per
-  // vector; Nsight Compute on the H200 showed the old kernel issuing on 40% of cycles).
-  int const vecs_per_row = static_cast<int>(p.vecs_per_row_div.d);
-  int const n_vecs = static_cast<int>(n_rows) * vecs_per_row;
+  int const n_vecs = static_cast<int>(n_rows) * static_cast<int>(p.vecs_per_row_div.d);
   uint8_t* const base = p.x + bh * p.T_max * p.row_bytes;
+  auto const src_of = [&](int row) { return s_src[row]; };
 
   // 1. read
-  V regs[kVecs];
-#pragma unroll
-  for (int k = 0; k < kVecs; ++k) {
-    int const v = tid + k * kThreads;
-    if (v < n_vecs) {
-      int const row = static_cast<int>(p.vecs_per_row_div.div(static_cast<uint32_t>(v)));
-      int const col = v - row * vecs_per_row;
-      int64_t const src = s_src[row];
-      if (src >= 0 && src != i0 + row) regs[k] = reinterpret_cast<V const*>(base + src * p.row_bytes)[col];
-    }
-  }
+  byte_vec_t<W> regs[kVecs];
+  detail::read_tile<W, kThreads, kVecs>(base, i0, p.row_bytes, p.vecs_per_row_div, n_vecs, src_of, regs);
   // 2. signal: this chunk's reads are done.
   __threadfence();
   __syncthreads();
@@ -133,23 +171,7 @@ __global__ void __launch_bounds__(kThreads) compact_tokens_kernel(CompactParams 
     }
   }
   // 4. write
-#pragma unroll
-  for (int k = 0; k < kVecs; ++k) {
-    int const v = tid + k * kThreads;
-    if (v < n_vecs) {
-      int const row = static_cast<int>(p.vecs_per_row_div.div(static_cast<uint32_t>(v)));
-      int const col = v - row * vecs_per_row;
-      int64_t const src = s_src[row];
-      V* const dst = reinterpret_cast<V*>(base + (i0 + row) * p.row_bytes) + col;
-      if (src < 0) {
-        V zero;
-        memset(&zero, 0, sizeof(zero));
-        *dst = zero;
-      } else if (src != i0 + row) {
-        *dst = regs[k];
-      }
-    }
-  }
+  detail::write_tile<W, kThreads, kVecs>(base, i0, p.row_bytes, p.vecs_per_row_div, n_vecs, src_of, regs);
 }
 
 // grid: (n_bh), block: kCompactThreads -- fallback for rows larger than a CTA's register tile

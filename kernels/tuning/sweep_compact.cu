@@ -51,7 +51,7 @@ template <int W, int kThreads = kClusterThreads, int kVecs = kClusterVecs>
 __global__ void __launch_bounds__(kThreads, 1) compact_tokens_cluster_kernel(CompactParams p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   using V = byte_vec_t<W>;
-  // Per destination row of a chunk: source row, -1 = hole (zero-fill), -2 = stays in place.
+  // Per destination row of a chunk: its source row, -1 = hole (zero-fill).
   extern __shared__ int32_t s_codes[];  // [2][(kThreads * kVecs)]
   int const tid = threadIdx.x;
   int64_t const C = gridDim.x, S = p.rows_per_chunk, bh = blockIdx.y;  // grid.x = the cluster
@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(kThreads, 1) compact_tokens_cluster_kernel(Com
 #pragma unroll 4
     for (int64_t r = tid; r < n; r += kThreads) {
       int64_t const src = __ldg(reinterpret_cast<long long const*>(index + i0 + r));
-      codes[r] = src < 0 ? -1 : (src == i0 + r ? -2 : static_cast<int32_t>(src));
+      codes[r] = src < 0 ? -1 : static_cast<int32_t>(src);
     }
   };
 
@@ -84,40 +84,16 @@ __global__ void __launch_bounds__(kThreads, 1) compact_tokens_cluster_kernel(Com
 
     // 1. read this chunk's moving rows
     int const n_vecs = static_cast<int>(n_rows) * vecs_per_row;
+    auto const src_of = [&](int row) { return static_cast<int64_t>(s_src[row]); };
     V regs[kVecs];
-#pragma unroll
-    for (int k = 0; k < kVecs; ++k) {
-      int const v = tid + k * kThreads;
-      if (v < n_vecs) {
-        int const row = static_cast<int>(p.vecs_per_row_div.div(static_cast<uint32_t>(v)));
-        int const col = v - row * vecs_per_row;
-        int32_t const src = s_src[row];
-        if (src >= 0) regs[k] = reinterpret_cast<V const*>(base + static_cast<int64_t>(src) * p.row_bytes)[col];
-      }
-    }
+    detail::read_tile<W, kThreads, kVecs>(base, i0, p.row_bytes, p.vecs_per_row_div, n_vecs, src_of, regs);
     // The next round's codes: index loads issued while this round's rows are in flight.
     if (round + 1 < rounds) fill_codes(chunk + C, s_next);
     // 2. every CTA of the cluster has read (release: this CTA's reads are performed before any
     //    CTA of the cluster passes the wait; acquire: writes below come after all of them).
     asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
     // 3. write
-#pragma unroll
-    for (int k = 0; k < kVecs; ++k) {
-      int const v = tid + k * kThreads;
-      if (v < n_vecs) {
-        int const row = static_cast<int>(p.vecs_per_row_div.div(static_cast<uint32_t>(v)));
-        int const col = v - row * vecs_per_row;
-        int32_t const src = s_src[row];
-        V* const dst = reinterpret_cast<V*>(base + (i0 + row) * p.row_bytes) + col;
-        if (src == -1) {
-          V zero;
-          memset(&zero, 0, sizeof(zero));
-          *dst = zero;
-        } else if (src >= 0) {
-          *dst = regs[k];
-        }
-      }
-    }
+    detail::write_tile<W, kThreads, kVecs>(base, i0, p.row_bytes, p.vecs_per_row_div, n_vecs, src_of, regs);
   }
 #else
   __trap();  // built for sm_90 only
@@ -257,43 +233,21 @@ __global__ void __launch_bounds__(kThreads, 1) cluster_pipelined_kernel(CompactP
 #pragma unroll 4
     for (int64_t r = tid; r < n; r += kThreads) {
       int64_t const src = __ldg(reinterpret_cast<long long const*>(index + i0 + r));
-      c[r] = src < 0 ? -1 : (src == i0 + r ? -2 : static_cast<int32_t>(src));
+      c[r] = src < 0 ? -1 : static_cast<int32_t>(src);
     }
+  };
+  auto src_of = [&](int64_t round) {
+    int32_t const* const c = codes(round);
+    return [c](int row) { return static_cast<int64_t>(c[row]); };
   };
   auto read = [&](int64_t round, V (&regs)[kVecs]) {
     if (round >= rounds) return;
-    int const n_vecs = static_cast<int>(rows_of(round)) * vecs_per_row;
-    int32_t const* const c = codes(round);
-#pragma unroll
-    for (int k = 0; k < kVecs; ++k) {
-      int const v = tid + k * kThreads;
-      if (v < n_vecs) {
-        int const row = static_cast<int>(p.vecs_per_row_div.div(static_cast<uint32_t>(v)));
-        int32_t const src = c[row];
-        if (src >= 0) regs[k] = reinterpret_cast<V const*>(base + static_cast<int64_t>(src) * p.row_bytes)[v - row * vecs_per_row];
-      }
-    }
+    detail::read_tile<W, kThreads, kVecs>(base, chunk_of(round) * S, p.row_bytes, p.vecs_per_row_div,
+                                          static_cast<int>(rows_of(round)) * vecs_per_row, src_of(round), regs);
   };
   auto write = [&](int64_t round, V const (&regs)[kVecs]) {
-    int64_t const i0 = chunk_of(round) * S;
-    int const n_vecs = static_cast<int>(rows_of(round)) * vecs_per_row;
-    int32_t const* const c = codes(round);
-#pragma unroll
-    for (int k = 0; k < kVecs; ++k) {
-      int const v = tid + k * kThreads;
-      if (v < n_vecs) {
-        int const row = static_cast<int>(p.vecs_per_row_div.div(static_cast<uint32_t>(v)));
-        int32_t const src = c[row];
-        V* const dst = reinterpret_cast<V*>(base + (i0 + row) * p.row_bytes) + (v - row * vecs_per_row);
-        if (src == -1) {
-          V zero;
-          memset(&zero, 0, sizeof(zero));
-          *dst = zero;
-        } else if (src >= 0) {
-          *dst = regs[k];
-        }
-      }
-    }
+    detail::write_tile<W, kThreads, kVecs>(base, chunk_of(round) * S, p.row_bytes, p.vecs_per_row_div,
+                                           static_cast<int>(rows_of(round)) * vecs_per_row, src_of(round), regs);
   };
   auto arrive = [] { asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory"); };
   auto wait = [] { asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory"); };
