@@ -143,17 +143,24 @@ void sweep_quantize(int64_t T) {
   qp.scale = sc;
   qp.n_rows = rows;
   qp.D = D;
-  auto run = [&](std::string name, int shift, int rows_per_set, int ctas_per_sm, auto kernel) {
-    QuantizeParams p = qp;
-    p.group_shift = shift;
+  // One sweep row: `kernel` on `params` with the variant's row-group shift and grid, checked by
+  // verify(launch) (which runs it once on poisoned outputs), then timed.
+  auto sweep_row = [&](char const* op, auto params, int64_t nbytes, auto const& verify, std::string const& name,
+                       int shift, int rows_per_set, int ctas_per_sm, auto kernel) {
+    params.group_shift = shift;
     int64_t const grid = variant_grid(rows, shift, rows_per_set, ctas_per_sm);
+    auto f = [&] { kernel<<<static_cast<unsigned>(grid), kQuantThreads>>>(params); };
+    bool const ok = verify(f);
+    report(op, name + " grid=" + std::to_string(grid), T, nbytes, time_ms(f), ok);
+  };
+  auto qverify = [&](auto const& f) {
     CK(cudaMemset(q, 0xff, rows * D));
     CK(cudaMemset(sc, 0xff, rows * 4));
-    auto f = [&] { kernel<<<static_cast<unsigned>(grid), kQuantThreads>>>(p); };
     f();
-    bool const ok = check(want_q, want_s);
-    double const ms = time_ms(f);
-    report("quantize_fp8", name + " grid=" + std::to_string(grid), T, bytes, ms, ok);
+    return check(want_q, want_s);
+  };
+  auto run = [&](std::string const& name, int shift, int rows_per_set, int ctas_per_sm, auto kernel) {
+    sweep_row("quantize_fp8", qp, bytes, qverify, name, shift, rows_per_set, ctas_per_sm, kernel);
   };
   // (G, iters, row sets, min CTAs/SM in launch bounds, grid cap per SM)
   {
@@ -210,13 +217,8 @@ void sweep_quantize(int64_t T) {
   dp.out = out;
   dp.n_rows = rows;
   dp.D = D;
-  auto drun = [&](std::string name, int shift, int rows_per_set, int ctas_per_sm, auto kernel) {
-    DequantizeParams p = dp;
-    p.group_shift = shift;
-    int64_t const grid = variant_grid(rows, shift, rows_per_set, ctas_per_sm);
-    auto f = [&] { kernel<<<static_cast<unsigned>(grid), kQuantThreads>>>(p); };
-    int const ok = dcheck(f);
-    report("dequantize_fp8", name + " grid=" + std::to_string(grid), T, dbytes, time_ms(f), ok);
+  auto drun = [&](std::string const& name, int shift, int rows_per_set, int ctas_per_sm, auto kernel) {
+    sweep_row("dequantize_fp8", dp, dbytes, dcheck, name, shift, rows_per_set, ctas_per_sm, kernel);
   };
   {
     auto f = [&] { CK((launch_dequantize_per_token<__nv_bfloat16, Fp8E4M3>(dp, 0))); };
