@@ -26,6 +26,17 @@ constexpr int64_t kSlotGranule = 64;  // capacities are rounded up to a multiple
 
 int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
+/// dst[b, h, i] = first + i for i < n, in every (b, h) (dst [B, H, n], any integer dtype, a view
+/// into a block): one fill when n == 1 (a decode step: one launch), else an arange broadcast.
+void write_range(at::Tensor dst, int64_t first) {
+  int64_t const n = dst.size(2);
+  if (n == 1) {
+    dst.fill_(first);
+  } else {
+    dst.copy_(at::arange(first, first + n, dst.options()).expand_as(dst));
+  }
+}
+
 /// flags [B, H, U] bool -> [B, H, K] int64: per (b, h) the indices of the set flags in ascending
 /// order followed by -1, K = the largest count over (b, h). Also returns the total count.
 std::pair<at::Tensor, int64_t> flags_to_index(at::Tensor const& flags) {
@@ -124,12 +135,7 @@ void LayerCache::append(at::Tensor const& k, at::Tensor const& v) {
   }
   k_orig_.narrow(2, used_o_, S).copy_(k);
   v_orig_.narrow(2, used_o_, S).copy_(v);
-  if (S == 1) {  // a decode step: one launch
-    pos_orig_.narrow(2, used_o_, 1).fill_(n_processed_);
-  } else {
-    at::Tensor pos = at::arange(n_processed_, n_processed_ + S, pos_orig_.options());
-    pos_orig_.narrow(2, used_o_, S).copy_(pos.view({1, 1, S}).expand({B_, H_, S}));
-  }
+  write_range(pos_orig_.narrow(2, used_o_, S), n_processed_);
   used_o_ += S;
   max_head_payload_bytes_ += S * orig_token_bytes();
   n_held_ += S;
@@ -164,27 +170,17 @@ at::Tensor LayerCache::held_columns_() const {
     // Once per compression: a stable sort of the hole flags of every used slot, into a buffer with
     // room for the tokens the Original block takes before it has to grow.
     at::Tensor hole = (held_positions() < 0).to(at::kByte);                                    // [B, H, Uq + Uo]
-    at::Tensor sorted = std::get<1>(hole.sort(/*stable=*/true, -1, false)).narrow(2, 0, n_held_);
-    cols_ = at::empty({B_, H_, n_held_ + (cap_o_ - used_o_)}, cols_opts);
-    cols_.narrow(2, 0, n_held_).copy_(sorted);
+    at::Tensor sorted = std::get<1>(hole.sort(/*stable=*/true, -1, false));
+    cols_ = resized(sorted, n_held_ + (cap_o_ - used_o_), n_held_, cols_opts, {}, -1.0);
     n_cols_ = n_held_;
   }
   int64_t const extra = n_held_ - n_cols_;
   if (extra > 0) {
     // Tokens appended since took the last `extra` Original slots in every head: the combined
     // slots just below used_q_ + used_o_, the same in every head.
-    if (n_held_ > cols_.size(2)) {  // the Original block grew past the room: grow geometrically
-      at::Tensor grown = at::empty({B_, H_, std::max(n_held_, cols_.size(2) + cols_.size(2) / 2)}, cols_opts);
-      grown.narrow(2, 0, n_cols_).copy_(cols_.narrow(2, 0, n_cols_));
-      cols_ = std::move(grown);
-    }
-    int64_t const end = used_q_ + used_o_;
-    at::Tensor tail = cols_.narrow(2, n_cols_, extra);
-    if (extra == 1) {  // a decode step: one launch
-      tail.fill_(end - 1);
-    } else {
-      tail.copy_(at::arange(end - extra, end, cols_opts).expand({B_, H_, extra}));
-    }
+    if (n_held_ > cols_.size(2))  // the Original block grew past the room: grow geometrically
+      cols_ = resized(cols_, std::max(n_held_, cols_.size(2) + cols_.size(2) / 2), n_cols_, cols_opts, {}, -1.0);
+    write_range(cols_.narrow(2, n_cols_, extra), used_q_ + used_o_ - extra);
     n_cols_ = n_held_;
   }
   return cols_.narrow(2, 0, n_held_);  // a view: row stride cols_.size(2)
