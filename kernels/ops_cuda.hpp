@@ -15,6 +15,6 @@ at::Tensor dequantize_per_token(at::Tensor const& data /*[..., D]*/, at::Tensor 
 void quantize_gather_into_(at::Tensor const& src /*[B,H,Ts,D]*/, at::Tensor const& index /*[B,H,M] i64*/,
                            at::Tensor& dst /*[B,H,Tm,D]*/, at::Tensor& dst_scale /*[B,H,Tm] f32*/, int64_t offset);
 void compact_tokens_(at::Tensor& x /*[B,H,Tm,...]*/, at::Tensor const& index /*[B,H,K] i64*/);
-ops::DenseKV gather_held_tokens(ops::HeldBlocks const& b, at::Tensor const& cols /*[B,H,T] i64 contiguous or undefined*/);
+ops::DenseKV gather_held_tokens(ops::HeldBlocks const& b, at::Tensor const& cols /*[B,H,T] i64, dense but for the row stride, or undefined*/);
 
 }  // namespace akcb::cuda

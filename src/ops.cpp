@@ -140,7 +140,8 @@ DenseKV gather_held_tokens(HeldBlocks const& b, at::Tensor const& cols) {
 #ifdef AKCB_WITH_CUDA
     // The kernel reads cols[b, h, j] at (b * H_kv + h) * stride(1) + j: rows may be strided (the
     // cache's column map is a view of a buffer with room), the rest must be dense.
-    bool const rows_ok = !cols.defined() || (cols.stride(2) == 1 && (cols.size(0) == 1 || cols.stride(0) == cols.size(1) * cols.stride(1)));
+    bool const rows_ok = !cols.defined() || (cols.stride(2) == 1 && (cols.size(0) == 1 ||
+                                                                     cols.stride(0) == cols.size(1) * cols.stride(1)));
     return cuda::gather_held_tokens(b, rows_ok ? cols : cols.contiguous());
 #else
     AKCB_REQUIRE_CUDA("gather_held_tokens");
