@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <numeric>
 #include <ostream>
 #include <random>
@@ -296,7 +295,6 @@ INSTANTIATE_TEST_SUITE_P(
 
 // ---------------------------------------------------------------------------------------------
 // compact_tokens_: random sorted index sets with -1 tails, several dtypes and row sizes.
-
 struct CompactCase {
   std::vector<int64_t> shape;  // [B, H_kv, T_max, ...]
   at::ScalarType dtype;
